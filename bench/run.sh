@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs Pulse's benchmarks and writes the results to bench/results/:
+# the Go micro-benchmarks of the hot paths (-benchmem) and the end-to-end
+# replay harness over ≥ 5 M events and ≥ 100 k accounts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+go build -o ./pulse ./cmd/pulse
+
+echo "== micro-benchmarks"
+go test ./engine ./rules -run '^$' -bench . -benchmem -benchtime 2s | tee bench/results/micro.txt
+
+echo "== end-to-end replay"
+go run ./bench/replay --pulse ./pulse "$@" | tee bench/results/replay.md

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/pulsehq/pulse/engine/synth"
+)
+
+func genCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	accounts := fs.Int("accounts", 100, "number of accounts")
+	days := fs.Int("days", 60, "days of history")
+	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same stream")
+	endFlag := fs.String("end", "", "end of the period, RFC 3339 (default: today 00:00 UTC); the last day generated is the one before")
+	out := fs.String("out", "-", "output JSONL file, - for standard output")
+	if err := fs.Parse(args); err != nil {
+		return errors.Join(errUsage, err)
+	}
+	if *accounts < 1 || *days < 1 || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "pulse gen: --accounts and --days must be ≥ 1")
+		return errUsage
+	}
+	end := time.Now().UTC().Truncate(24 * time.Hour)
+	if *endFlag != "" {
+		t, err := time.Parse(time.RFC3339, *endFlag)
+		if err != nil {
+			return fmt.Errorf("--end %q: not an RFC 3339 time", *endFlag)
+		}
+		end = t.UTC()
+	}
+	w := stdout
+	if *out != "-" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	g := synth.New(synth.Options{Accounts: *accounts, Days: *days, Seed: *seed, End: end})
+	var werr error
+	for d := range g.Days() {
+		g.Day(d, func(line []byte) {
+			if werr == nil {
+				_, werr = bw.Write(line)
+				werr = errors.Join(werr, bw.WriteByte('\n'))
+			}
+		})
+		if werr != nil {
+			return werr
+		}
+	}
+	return bw.Flush()
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulsehq/pulse/engine/synth"
+)
+
+const exampleRules = "../../deploy/rules/example.yaml"
+
+// pulse runs the command line in-process and returns its exit status,
+// standard output and standard error.
+func pulse(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRulesCheck(t *testing.T) {
+	if code, out, errs := pulse(t, "", "rules", "check", exampleRules); code != 0 || !strings.Contains(out, "ok (7 factors, 9 alerts") {
+		t.Fatalf("example rules: exit %d, %s %s", code, out, errs)
+	}
+	bad := writeFile(t, "bad.yaml", "alerts:\n  - name: a\n    when: dau >> 1\n  - name: b\n    when: nope > 1\n")
+	code, _, errs := pulse(t, "", "rules", "check", bad)
+	if code != 1 || !strings.Contains(errs, "bad.yaml:3: alerts[0].when: bad expression") || !strings.Contains(errs, "bad.yaml:5: alerts[1].when: unknown metric") {
+		t.Fatalf("bad rules: exit %d, stderr:\n%s", code, errs)
+	}
+	if code, _, _ := pulse(t, "", "rules", "check"); code != 2 {
+		t.Fatalf("no file: exit %d, want 2", code)
+	}
+	if code, _, _ := pulse(t, "", "rules", "check", filepath.Join(t.TempDir(), "missing.yaml")); code != 1 {
+		t.Fatalf("missing file: exit %d, want 1", code)
+	}
+}
+
+const replayEvents = `{"ts":"2026-11-18T10:00:00Z","account_id":"zeta","type":"login","user_id":"u1"}
+{"ts":"2026-11-18T10:00:00Z","account_id":"acme","type":"account","attrs":{"seats":10,"segment":"normal"}}
+this is not json
+{"ts":"2026-11-19T10:00:00Z","account_id":"acme","type":"login"}
+{"ts":"2026-11-19T11:00:00Z","account_id":"acme","type":"login","user_id":"u1"}
+{"ts":"2026-11-22T11:00:00Z","account_id":"acme","type":"login","user_id":"u2"}
+`
+
+func TestReplay(t *testing.T) {
+	events := writeFile(t, "events.jsonl", replayEvents)
+	code, out, errs := pulse(t, "", "replay", "--rules", exampleRules, "--events", events, "--at", "2026-11-20T00:00:00Z")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"events.jsonl:3: rejected (bad_json)", "events.jsonl:4: rejected (bad_user_id): user_id missing for login", "ignored after --at: 1"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 accounts, got:\n%s", out)
+	}
+	var first struct {
+		AccountID string              `json:"account_id"`
+		Ts        string              `json:"ts"`
+		Metrics   map[string]*float64 `json:"metrics"`
+		Attrs     map[string]string   `json:"attrs"`
+		Factors   []map[string]any    `json:"factors"`
+		Alerts    []string            `json:"alerts"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, lines[0])
+	}
+	if first.AccountID != "acme" || first.Ts != "2026-11-20T00:00:00Z" || *first.Metrics["dau"] != 1 || *first.Metrics["seats"] != 10 ||
+		first.Metrics["usage_change_7d"] != nil || first.Attrs["segment"] != "normal" || len(first.Factors) != 7 || first.Alerts == nil {
+		t.Fatalf("acme state: %+v", first)
+	}
+	if len(first.Metrics) != 28 {
+		t.Fatalf("want all 28 metrics, got %d", len(first.Metrics))
+	}
+	if !strings.Contains(lines[1], `"account_id":"zeta"`) {
+		t.Fatalf("not sorted by account: %s", lines[1])
+	}
+	// Standard input works the same, byte for byte.
+	if _, again, _ := pulse(t, replayEvents, "replay", "--rules", exampleRules, "--events", "-", "--at", "2026-11-20T00:00:00Z"); again != out {
+		t.Fatal("replay from stdin differs")
+	}
+}
+
+func TestReplayExitCodes(t *testing.T) {
+	events := writeFile(t, "e.jsonl", replayEvents)
+	badRules := writeFile(t, "r.yaml", "alerts:\n  - name: a\n    when: x\n")
+	for _, args := range [][]string{
+		{"replay"},
+		{"replay", "--events", events},
+		{"replay", "--rules", exampleRules, "--events", filepath.Join(t.TempDir(), "none.jsonl")},
+		{"replay", "--rules", badRules, "--events", events},
+		{"replay", "--rules", exampleRules, "--events", events, "--at", "yesterday"},
+		{"replay", "--rules", exampleRules, "--events", events, "--bogus"},
+		{"nosuch"},
+	} {
+		if code, _, _ := pulse(t, "", args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestReplaySurvivesHugeLines(t *testing.T) {
+	huge := `{"ts":"2026-11-18T10:00:00Z","account_id":"a","type":"login","user_id":"` + strings.Repeat("x", 2<<20) + `"}`
+	good := `{"ts":"2026-11-18T10:00:00Z","account_id":"a","type":"login","user_id":"u"}`
+	code, out, errs := pulse(t, good+"\n"+huge+"\n"+good+"\n", "replay", "--rules", exampleRules, "--events", "-")
+	if code != 0 || !strings.Contains(errs, "-:2: rejected (bad_json): line longer than 1 MiB") || !strings.Contains(out, `"activated_users":1`) {
+		t.Fatalf("exit %d\nstderr %s\nout %.300s", code, errs, out)
+	}
+}
+
+// pulse gen | pulse replay on the example rules: every archetype raises
+// the alert it stands for, and healthy accounts raise no risk alert.
+func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
+	const accounts, days, seed = 160, 60, 11
+	code, stream, errs := pulse(t, "", "gen", "--accounts", "160", "--days", "60", "--seed", "11", "--end", "2026-11-20T00:00:00Z")
+	if code != 0 {
+		t.Fatalf("gen: %d %s", code, errs)
+	}
+	code, out, errs := pulse(t, stream, "replay", "--rules", exampleRules, "--events", "-")
+	if code != 0 || errs != "" {
+		t.Fatalf("replay: exit %d, stderr %s", code, errs)
+	}
+	firing := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var s struct {
+			ID     string   `json:"account_id"`
+			Alerts []string `json:"alerts"`
+		}
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatal(err)
+		}
+		firing[s.ID] = s.Alerts
+	}
+	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: seed, End: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)})
+	seen := map[synth.Archetype]int{}
+	for _, a := range g.Accounts() {
+		seen[a.Archetype]++
+		alerts := firing[a.ID]
+		want := a.Archetype.ExpectedAlert()
+		if want == "" {
+			for _, name := range alerts {
+				if !strings.HasPrefix(name, "renewal_") && name != "expansion" {
+					t.Errorf("healthy %s fires %s", a.ID, name)
+				}
+			}
+			continue
+		}
+		found := false
+		for _, name := range alerts {
+			found = found || name == want
+		}
+		if !found {
+			t.Errorf("%s (%s) does not fire %s; fires %v", a.ID, a.Archetype, want, alerts)
+		}
+	}
+	if len(seen) != synth.NumArchetypes {
+		t.Fatalf("only %d archetypes generated: %v", len(seen), seen)
+	}
+}
+
+func TestGenIsDeterministic(t *testing.T) {
+	args := []string{"gen", "--accounts", "20", "--days", "5", "--seed", "3", "--end", "2026-11-20T00:00:00Z"}
+	_, a, _ := pulse(t, "", args...)
+	_, b, _ := pulse(t, "", args...)
+	if a != b || strings.Count(a, "\n") < 500 {
+		t.Fatalf("gen output differs or is too small (%d lines)", strings.Count(a, "\n"))
+	}
+	_, c, _ := pulse(t, "", "gen", "--accounts", "20", "--days", "5", "--seed", "4", "--end", "2026-11-20T00:00:00Z")
+	if c == a {
+		t.Fatal("another seed gave the same stream")
+	}
+}

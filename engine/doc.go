@@ -1,0 +1,28 @@
+// Package engine turns a stream of product-usage events into per-account
+// health: it decodes and validates events (SPEC §1), keeps each account's
+// activity in time-bucketed windows, computes the metrics of SPEC §3 and
+// asks package rules for the score, grade and alert transitions.
+//
+// Data flows through it like this:
+//
+//	JSON line ─Decoder.Decode─► Event ─Partition.Apply─► account state
+//	                                        │ (due, or a sweep)
+//	                                        ▼
+//	          account.metrics(T) ─► rules.Ruleset.Evaluate ─► transitions
+//
+// The unit of ownership is the Partition: one Kafka partition (or one
+// virtual partition, xxhash(account_id) mod P, in a file replay). Exactly
+// one goroutine drives a partition, so the hot path has no locks, and a
+// partition's state can later be checkpointed and handed over on its own.
+//
+// Time is event time. A partition's clock is the highest ts applied (or,
+// when idle, whatever its driver advances it to); nothing here reads the
+// wall clock, which callers pass in for the future check. Windows are day
+// buckets: bucket k holds ((k−1)·24h, k·24h] UTC, so every N-day window is
+// exact when T falls on a UTC midnight, and between midnights covers the N
+// whole buckets ending with T's ("today so far").
+//
+// Accounts and users are keyed by xxhash; an account keeps its id string
+// once, for output. Users are never stored as strings: a user is 24 bytes
+// (hash, a 64-day activity bitmap, last mobile day).
+package engine

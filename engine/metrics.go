@@ -1,0 +1,232 @@
+package engine
+
+import (
+	"math/bits"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Module classes from the rules file's modules block, as bits.
+const (
+	classAll uint8 = 1 << iota
+	classCore
+	classProcess
+	classCustom
+)
+
+// moduleClasses holds the classes of the modules the rules file declares,
+// with the set sizes. Declared lists are short, so a linear scan of hashes
+// beats a map lookup here.
+type moduleClasses struct {
+	hashes                    []uint64
+	classes                   []uint8
+	nAll, nCore               int
+	declaredAll, declaredCore bool
+}
+
+func newModuleClasses(m rules.ModuleSets) moduleClasses {
+	mc := moduleClasses{nAll: len(m.All), nCore: len(m.Core), declaredAll: len(m.All) > 0, declaredCore: len(m.Core) > 0}
+	for _, set := range []struct {
+		names []string
+		bit   uint8
+	}{{m.All, classAll}, {m.Core, classCore}, {m.Process, classProcess}, {m.Custom, classCustom}} {
+		for _, n := range set.names {
+			h := xxhash.Sum64String(n)
+			if i := slices.Index(mc.hashes, h); i >= 0 {
+				mc.classes[i] |= set.bit
+				continue
+			}
+			mc.hashes = append(mc.hashes, h)
+			mc.classes = append(mc.classes, set.bit)
+		}
+	}
+	return mc
+}
+
+func (mc *moduleClasses) of(h uint64) uint8 {
+	for i, x := range mc.hashes {
+		if x == h {
+			return mc.classes[i]
+		}
+	}
+	return 0
+}
+
+// Windows in day buckets; see dayOf. Between UTC midnights a window of N
+// days covers the N whole day buckets ending with T's, i.e.
+// (midnight before T − (N−1)·24h, T]: exact at midnight, and "today so far"
+// in between.
+const (
+	mask1d  = 1
+	mask7d  = 1<<7 - 1
+	mask30d = 1<<30 - 1
+	mask14d = 1<<14 - 1
+)
+
+// metrics computes every metric of SPEC §3 for the account at time t into
+// v, and returns the usage depth. It reads the account only.
+func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Depth {
+	day := dayOf(t)
+	offset := day - a.head
+	// userDays is Σ over the 7 day slices of the distinct users active in
+	// the slice, i.e. Σ over users of their active days this week.
+	var dau, wau, mau, wauPrev, mobile, userDays int
+	for i := range a.users.slots {
+		u := &a.users.slots[i]
+		if u.hash == 0 {
+			continue
+		}
+		d := aligned(u.days, offset)
+		if d&mask30d == 0 {
+			continue
+		}
+		mau++
+		if week := d & mask7d; week != 0 {
+			wau++
+			userDays += bits.OnesCount64(week)
+		}
+		dau += int(d & mask1d)
+		if d&(mask14d&^mask7d) != 0 {
+			wauPrev++
+		}
+		if u.mobileDay > 0 && u.mobileDay > day-30 {
+			mobile++
+		}
+	}
+	activated := int(a.users.n)
+
+	v[rules.DAU] = float64(dau)
+	v[rules.WAU] = float64(wau)
+	v[rules.MAU] = float64(mau)
+	v[rules.WAUPrev] = float64(wauPrev)
+	v[rules.Seats] = a.seatsAt(t)
+	v[rules.Seats30dAgo] = a.seatsAt(t - 30*nsPerDay)
+	v[rules.ActivatedUsers] = float64(activated)
+	v[rules.ActivationRate] = ratio(float64(activated), v[rules.Seats])
+	v[rules.Utilization] = ratio(float64(mau), v[rules.Seats])
+	v[rules.LoginRatio7d] = ratio(float64(userDays)/7, float64(activated))
+	v[rules.Stickiness] = ratio(float64(userDays)/7, float64(mau))
+
+	sessionMs := ringSum64(a.sessionMs[:], a.head, day, 7)
+	v[rules.OnlineMinutes7d] = ratio(float64(sessionMs)/60000, float64(userDays))
+	v[rules.MobileShare30d] = ratio(float64(mobile), float64(mau))
+
+	modules, core := 0, 0
+	depth := rules.DepthNone
+	if mau > 0 {
+		depth = rules.DepthRecord
+	}
+	var used uint8
+	for _, m := range a.modules {
+		if m.lastDay > day-30 {
+			modules++
+			c := mc.of(m.hash)
+			used |= c
+			if c&classCore != 0 {
+				core++
+			}
+		}
+	}
+	v[rules.Modules30d] = float64(modules)
+	v[rules.ModuleBreadth30d] = rules.Null
+	if mc.declaredAll {
+		v[rules.ModuleBreadth30d] = float64(modules) / float64(mc.nAll)
+	}
+	v[rules.CoreAdoption30d] = rules.Null
+	if mc.declaredCore {
+		v[rules.CoreAdoption30d] = float64(core) / float64(mc.nCore)
+	}
+
+	api7 := uint64(ringSum64(a.api[:], a.head, day, 7))
+	api30 := uint64(ringSum64(a.api[:], a.head, day, 30))
+	events7 := ringSum64(a.events[:], a.head, day, 7)
+	eventsPrev := ringSum64(a.events[:], a.head, day-7, 7)
+	v[rules.APICalls7d] = float64(api7)
+	v[rules.APICalls30d] = float64(api30)
+	v[rules.Events7d] = float64(events7)
+	v[rules.EventsPrev7d] = float64(eventsPrev)
+	v[rules.UsageChange7d] = rules.Null
+	if eventsPrev > 0 {
+		v[rules.UsageChange7d] = (float64(events7) - float64(eventsPrev)) / float64(eventsPrev)
+	}
+
+	switch {
+	case used&classCustom != 0:
+		depth = rules.DepthCustom
+	case api30 > 0:
+		depth = rules.DepthIntegration
+	case used&classProcess != 0:
+		depth = rules.DepthProcess
+	}
+
+	v[rules.OpenTickets] = float64(len(a.tickets))
+	v[rules.OldestOpenTicketDays] = 0
+	if len(a.tickets) > 0 {
+		oldest := a.tickets[0].openedNs
+		for _, tk := range a.tickets[1:] {
+			oldest = min(oldest, tk.openedNs)
+		}
+		v[rules.OldestOpenTicketDays] = days(t - oldest)
+	}
+	v[rules.DaysSinceTicket] = since(t, a.lastTicketNs)
+	v[rules.DaysSinceActive] = since(t, a.lastActiveNs)
+	v[rules.NPS90d] = a.netPromoter(t)
+	v[rules.DaysToRenewal] = rules.Null
+	if a.renewalTs != 0 {
+		v[rules.DaysToRenewal] = days(a.renewalNs - t)
+	}
+	v[rules.TenureDays] = days(t - a.firstNs)
+	return depth
+}
+
+// netPromoter is the NPS over each user's latest answer in (t − 90d, t].
+func (a *account) netPromoter(t int64) float64 {
+	var n, promoters, detractors int
+	for _, ans := range a.nps {
+		if ans.ts <= t-90*nsPerDay || ans.ts > t {
+			continue
+		}
+		n++
+		switch {
+		case ans.value >= 9:
+			promoters++
+		case ans.value <= 6:
+			detractors++
+		}
+	}
+	if n == 0 {
+		return rules.Null
+	}
+	return float64(promoters-detractors) * 100 / float64(n)
+}
+
+// ringSum64 adds up the n days of a ring ending with day. The ring's newest
+// day is head (≤ day); days it no longer holds count as 0.
+func ringSum64[T uint32 | uint64](ring []T, head, day int32, n int32) uint64 {
+	size := int32(len(ring))
+	from := max(day-n+1, head-size+1, 1)
+	var sum uint64
+	for d := from; d <= min(day, head); d++ {
+		sum += uint64(ring[d%size])
+	}
+	return sum
+}
+
+func ratio(num, den float64) float64 {
+	if rules.IsNull(den) || den == 0 {
+		return rules.Null
+	}
+	return num / den
+}
+
+func days(ns int64) float64 { return float64(ns) / float64(nsPerDay) }
+
+func since(t, then int64) float64 {
+	if then == 0 {
+		return rules.Null
+	}
+	return days(t - then)
+}

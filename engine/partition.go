@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Config holds the engine's timing settings. Zero values take the defaults
+// of DefaultConfig.
+type Config struct {
+	// Retention bounds state: events older than clock − Retention are
+	// dropped as late, and accounts with no event for Retention are evicted.
+	Retention time.Duration
+	// MaxFuture rejects events further than this ahead of the wall clock.
+	MaxFuture time.Duration
+	// EvalInterval is the least event time between two evaluations of an
+	// account triggered by its events.
+	EvalInterval time.Duration
+	// SweepInterval is the event time between sweeps that evaluate every
+	// account, so absence rules fire with no events. See the README for why
+	// it defaults to an hour rather than EvalInterval.
+	SweepInterval time.Duration
+}
+
+// DefaultConfig returns the defaults of SPEC §1 and §4.
+func DefaultConfig() Config {
+	return Config{
+		Retention:     90 * 24 * time.Hour,
+		MaxFuture:     5 * time.Minute,
+		EvalInterval:  time.Minute,
+		SweepInterval: time.Hour,
+	}
+}
+
+// Validate reports the first setting that is out of range, by its config key.
+func (c Config) Validate() error {
+	switch {
+	case c.Retention < 31*24*time.Hour:
+		return fmt.Errorf("retention: %v is too short: windows read 30 days, so at least 31d", c.Retention)
+	case c.MaxFuture < 0:
+		return fmt.Errorf("max_future: %v must not be negative", c.MaxFuture)
+	case c.EvalInterval <= 0:
+		return fmt.Errorf("eval_interval: %v must be positive", c.EvalInterval)
+	case c.SweepInterval < c.EvalInterval:
+		return fmt.Errorf("sweep_interval: %v must be at least eval_interval (%v)", c.SweepInterval, c.EvalInterval)
+	}
+	return nil
+}
+
+// WithDefaults fills zero settings with the defaults.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.Retention == 0 {
+		c.Retention = d.Retention
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = d.MaxFuture
+	}
+	if c.EvalInterval == 0 {
+		c.EvalInterval = d.EvalInterval
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = max(d.SweepInterval, c.EvalInterval)
+	}
+	return c
+}
+
+// maxSweepsPerAdvance bounds the sweeps one clock jump runs; a longer idle
+// gap sweeps only its last boundaries (nothing in between can differ but
+// the time of a `for` firing).
+const maxSweepsPerAdvance = 1000
+
+// Partition owns the accounts of one Kafka partition (or one virtual
+// partition of a file replay). Exactly one goroutine may use it: it holds
+// no locks. Its outputs depend only on the order of the events applied and
+// the rules, never on how they were batched.
+type Partition struct {
+	id      int32
+	cfg     Config
+	rules   *rules.Ruleset
+	classes moduleClasses
+	eval    *rules.Evaluator
+
+	accounts map[uint64]*account
+	order    []*account // creation order: sweeps walk it deterministically
+
+	clock     int64 // event time: highest ts applied, or advanced when idle
+	nextSweep int64
+
+	interner    interner
+	values      rules.Values
+	transitions []rules.Transition
+}
+
+// NewPartition returns an empty partition evaluating rs.
+func NewPartition(id int32, rs *rules.Ruleset, cfg Config) *Partition {
+	p := &Partition{
+		id:       id,
+		cfg:      cfg.WithDefaults(),
+		eval:     rules.NewEvaluator(),
+		accounts: make(map[uint64]*account),
+	}
+	p.SetRules(rs)
+	return p
+}
+
+// ID returns the partition number.
+func (p *Partition) ID() int32 { return p.id }
+
+// SetRules swaps the ruleset; alert state carries over by rule name.
+func (p *Partition) SetRules(rs *rules.Ruleset) {
+	p.rules = rs
+	p.classes = newModuleClasses(rs.Modules)
+}
+
+// Clock returns the partition's event-time clock in Unix nanoseconds.
+func (p *Partition) Clock() int64 { return p.clock }
+
+// Len returns the number of accounts.
+func (p *Partition) Len() int { return len(p.order) }
+
+// Apply folds one decoded event into its account and evaluates the account
+// if it is due. wall is the wall clock in Unix nanoseconds, for rejecting
+// future events (0 skips that check). It returns ReasonOK, ReasonLate,
+// ReasonFuture or ReasonCollision; a rejected event changes nothing.
+func (p *Partition) Apply(ev *Event, wall int64) Reason {
+	if wall != 0 && ev.Ts > wall+int64(p.cfg.MaxFuture) {
+		return ReasonFuture
+	}
+	if ev.Ts < p.clock-int64(p.cfg.Retention) {
+		return ReasonLate
+	}
+	h := xxhash.Sum64(ev.Account)
+	a := p.accounts[h]
+	// Two ids with one 64-bit hash are astronomically unlikely (≈ 3·10⁻⁸ at
+	// a million accounts); comparing lengths catches most of those without
+	// reading the id's bytes, a cache miss per event at scale.
+	if a != nil && len(a.id) != len(ev.Account) {
+		return ReasonCollision
+	}
+	p.advance(ev.Ts) // sweeps first: they may evict a (then it starts anew)
+	if a = p.accounts[h]; a == nil {
+		a = &account{id: string(ev.Account)}
+		p.accounts[h] = a
+		p.order = append(p.order, a)
+	}
+	a.apply(ev, &p.interner, p.clock-int64(p.cfg.Retention))
+	if a.lastEvalNs == 0 || p.clock-a.lastEvalNs >= int64(p.cfg.EvalInterval) {
+		p.evaluate(a, p.clock)
+	}
+	return ReasonOK
+}
+
+// AdvanceTo moves the clock forward to t (never back), running the sweeps
+// whose boundaries it passes. The daemon calls it with the wall clock when
+// a partition is idle; a replay calls it with its end time.
+func (p *Partition) AdvanceTo(t int64) { p.advance(t) }
+
+func (p *Partition) advance(t int64) {
+	if t <= p.clock {
+		return
+	}
+	iv := int64(p.cfg.SweepInterval)
+	if p.nextSweep == 0 {
+		p.nextSweep = (t/iv + 1) * iv
+	}
+	if (t-p.nextSweep)/iv > maxSweepsPerAdvance {
+		p.nextSweep = (t/iv - maxSweepsPerAdvance + 1) * iv
+	}
+	for p.nextSweep <= t {
+		p.clock = p.nextSweep
+		p.sweep(p.nextSweep)
+		p.nextSweep += iv
+	}
+	p.clock = t
+}
+
+// sweep evaluates every account at t and evicts the ones idle for longer
+// than the retention.
+func (p *Partition) sweep(t int64) {
+	horizon := t - int64(p.cfg.Retention)
+	kept := p.order[:0]
+	fresh := t - int64(p.cfg.EvalInterval)
+	for _, a := range p.order {
+		// An account its events evaluated within the last eval_interval is
+		// as fresh as a sweep would make it.
+		if a.lastEvalNs <= fresh || a.dirty {
+			p.evaluate(a, t)
+		}
+		if a.lastEventNs < horizon {
+			p.evict(a, t)
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(p.order[len(kept):])
+	p.order = kept
+}
+
+func (p *Partition) evict(a *account, t int64) {
+	delete(p.accounts, xxhash.Sum64String(a.id))
+	res := p.rules.Forget(&a.rulesState, a.id, &a.attrs, t)
+	p.transitions = append(p.transitions, res...)
+}
+
+// EvaluateAll evaluates every account at the current clock, due or not. A
+// replay calls it once at its end time.
+func (p *Partition) EvaluateAll() {
+	for _, a := range p.order {
+		p.evaluate(a, p.clock)
+	}
+}
+
+func (p *Partition) evaluate(a *account, t int64) {
+	depth := a.metrics(t, &p.classes, &p.values)
+	res := p.rules.Evaluate(p.eval, &a.rulesState, rules.Input{
+		AccountID: a.id, Metrics: &p.values, Attrs: &a.attrs, Depth: depth,
+	}, t)
+	a.lastEvalNs = t
+	a.dirty = false
+	if !slices.Equal(a.firing, res.Firing) {
+		a.firing = append(a.firing[:0], res.Firing...)
+	}
+	p.transitions = append(p.transitions, res.Transitions...)
+}
+
+// TakeTransitions returns the alert transitions emitted since the last
+// call, in emission order. The caller owns the returned slice.
+func (p *Partition) TakeTransitions() []rules.Transition {
+	out := p.transitions
+	p.transitions = nil
+	return out
+}
+
+// State returns the account's state at the partition clock: metrics now,
+// the grade and firing alerts of its last evaluation.
+func (p *Partition) State(accountID string) (AccountState, bool) {
+	a := p.accounts[xxhash.Sum64String(accountID)]
+	if a == nil || a.id != accountID {
+		return AccountState{}, false
+	}
+	return p.state(a), true
+}
+
+// States calls fn with the state of every account, in creation order.
+func (p *Partition) States(fn func(*AccountState)) {
+	for _, a := range p.order {
+		s := p.state(a)
+		fn(&s)
+	}
+}
+
+func (p *Partition) eachAccount(fn func(*account)) {
+	for _, a := range p.order {
+		fn(a)
+	}
+}
+
+func (p *Partition) state(a *account) AccountState {
+	s := AccountState{AccountID: a.id, Ts: p.clock, Attrs: a.attrs, Grade: a.rulesState.Grade}
+	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
+	s.Score, s.Factors = p.rules.Score(&s.Metrics, nil)
+	s.Alerts = append([]string(nil), a.firing...)
+	return s
+}

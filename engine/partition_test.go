@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pulsehq/pulse/rules"
+)
+
+var nov20 = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+
+func replayOutput(t testing.TB, rs *rules.Ruleset, lines [][]byte, partitions int, feed func(r *Replayer)) []byte {
+	t.Helper()
+	r := NewReplayer(rs, Config{}, partitions, 0, 0)
+	feed(r)
+	r.Finish()
+	var out []byte
+	r.EachState(func(s *AccountState) { out = append(s.AppendJSON(out), '\n') })
+	for _, tr := range r.Transitions() {
+		out = AppendTransitionJSON(out, &tr)
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// A daemon receives each partition's events in fetched batches, and the
+// partitions run concurrently, so batch boundaries and the interleaving of
+// partitions vary from run to run. Neither may change the outputs.
+func TestBatchBoundariesDoNotChangeOutput(t *testing.T) {
+	lines := benchLines(&testing.B{}, 60, 40)
+	rs := exampleRules(t)
+	const parts = 4
+	var streams [parts][][]byte
+	var d Decoder
+	var ev Event
+	for _, l := range lines {
+		d.Decode(l, &ev)
+		p := PartitionOf(ev.Account, parts)
+		streams[p] = append(streams[p], l)
+	}
+	run := func(batch int, roundRobin bool) []byte {
+		r := NewReplayer(rs, Config{}, parts, 0, 0)
+		var pos [parts]int
+		feed := func(p int) bool {
+			end := min(pos[p]+batch, len(streams[p]))
+			for _, l := range streams[p][pos[p]:end] {
+				r.Line(0, l)
+			}
+			pos[p] = end
+			return end < len(streams[p])
+		}
+		if roundRobin {
+			for more := true; more; {
+				more = false
+				for p := range parts {
+					more = feed(p) || more
+				}
+			}
+		} else {
+			for p := parts - 1; p >= 0; p-- {
+				for feed(p) {
+				}
+			}
+		}
+		r.Finish()
+		var out []byte
+		r.EachState(func(s *AccountState) { out = append(s.AppendJSON(out), '\n') })
+		for _, tr := range r.Transitions() {
+			out = append(AppendTransitionJSON(out, &tr), '\n')
+		}
+		return out
+	}
+	want := run(len(lines), false)
+	for _, c := range []struct {
+		batch      int
+		roundRobin bool
+	}{{1, true}, {7, true}, {500, true}, {3, false}} {
+		if got := run(c.batch, c.roundRobin); !bytes.Equal(got, want) {
+			t.Fatalf("batches of %d (round robin %v) changed the output", c.batch, c.roundRobin)
+		}
+	}
+	if bytes.Count(want, []byte(`"state":"firing"`)) == 0 {
+		t.Fatal("the stream raised no alert: the comparison proves little")
+	}
+}
+
+// Running the same stream twice gives byte-identical output.
+func TestReplayIsDeterministic(t *testing.T) {
+	lines := benchLines(&testing.B{}, 40, 35)
+	rs := exampleRules(t)
+	feed := func(r *Replayer) {
+		for i, l := range lines {
+			r.Line(i+1, l)
+		}
+	}
+	a := replayOutput(t, rs, lines, 8, feed)
+	b := replayOutput(t, rs, lines, 8, feed)
+	if !bytes.Equal(a, b) || len(a) == 0 {
+		t.Fatal("two replays of one stream differ")
+	}
+}
+
+func TestLateAndFutureEvents(t *testing.T) {
+	rs := exampleRules(t)
+	p := NewPartition(0, rs, Config{})
+	var d Decoder
+	var ev Event
+	apply := func(line string, wall time.Time) Reason {
+		if r := d.Decode([]byte(line), &ev); r != ReasonOK {
+			t.Fatalf("%s: %s", line, r)
+		}
+		return p.Apply(&ev, wall.UnixNano())
+	}
+	wall := nov20.Add(time.Hour)
+	if r := apply(`{"ts":"2026-11-20T00:00:00Z","account_id":"a","type":"login","user_id":"u"}`, wall); r != ReasonOK {
+		t.Fatal(r)
+	}
+	if r := apply(`{"ts":"2026-11-20T01:06:00Z","account_id":"a","type":"login","user_id":"u"}`, wall); r != ReasonFuture {
+		t.Fatalf("6 minutes ahead of the wall clock: %s, want future", r)
+	}
+	if r := apply(`{"ts":"2026-11-20T01:04:00Z","account_id":"a","type":"login","user_id":"u"}`, wall); r != ReasonOK {
+		t.Fatalf("4 minutes ahead: %s, want ok", r)
+	}
+	if r := apply(`{"ts":"2026-08-22T01:03:59Z","account_id":"a","type":"login","user_id":"old"}`, wall); r != ReasonLate {
+		t.Fatalf("older than clock − 90d: %s, want late", r)
+	}
+	if r := apply(`{"ts":"2026-08-22T01:04:00Z","account_id":"a","type":"login","user_id":"old"}`, wall); r != ReasonOK {
+		t.Fatalf("exactly at the horizon: %s, want ok", r)
+	}
+	s, _ := p.State("a")
+	if s.Metrics[rules.ActivatedUsers] != 2 {
+		t.Fatalf("activated_users = %v: the late event was applied or the in-horizon one lost", s.Metrics[rules.ActivatedUsers])
+	}
+}
+
+// Accounts idle for longer than the retention are evicted at a sweep, and
+// their firing alerts resolved first.
+func TestEvictionAfterRetention(t *testing.T) {
+	rs := exampleRules(t)
+	p := NewPartition(0, rs, Config{})
+	var d Decoder
+	var ev Event
+	for _, line := range []string{
+		`{"ts":"2026-06-01T00:00:00Z","account_id":"old","type":"login","user_id":"u"}`,
+		`{"ts":"2026-07-01T00:00:00Z","account_id":"new","type":"login","user_id":"u"}`,
+	} {
+		d.Decode([]byte(line), &ev)
+		p.Apply(&ev, 0)
+	}
+	p.AdvanceTo(nov20.AddDate(0, 0, -80).UnixNano()) // 2026-09-01: old is 92 days idle
+	if _, ok := p.State("old"); ok {
+		t.Fatal("old account not evicted")
+	}
+	if _, ok := p.State("new"); !ok {
+		t.Fatal("new account evicted too early")
+	}
+	var resolved int
+	for _, tr := range p.TakeTransitions() {
+		if tr.AccountID == "old" && tr.State == rules.PhaseResolved {
+			resolved++
+		}
+	}
+	if resolved == 0 {
+		t.Fatal("evicted account's firing alerts (gone_dark) were not resolved")
+	}
+}
+
+func TestApplyDoesNotAllocate(t *testing.T) {
+	rs := exampleRules(t)
+	p := NewPartition(0, rs, Config{})
+	var d Decoder
+	var ev Event
+	lines := make([][]byte, 0, 64)
+	for u := range 20 {
+		lines = append(lines, fmt.Appendf(nil, `{"ts":"2026-11-20T10:%02d:00Z","account_id":"acme","type":"feature","user_id":"u%d","module":"reports","platform":"web"}`, u, u))
+	}
+	for _, l := range lines { // warm up: the account and its users exist
+		d.Decode(l, &ev)
+		p.Apply(&ev, 0)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(200, func() {
+		d.Decode(lines[i%len(lines)], &ev)
+		p.Apply(&ev, 0)
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("decode + apply allocates %.2f times per event in steady state", allocs)
+	}
+}
+
+func TestAccountStateJSON(t *testing.T) {
+	s := AccountState{AccountID: "a\"b", Ts: nov20.UnixNano(), Score: rules.Null, Alerts: []string{"x"}}
+	s.Attrs[rules.CSM] = "li"
+	for i := range s.Metrics {
+		s.Metrics[i] = rules.Null
+	}
+	s.Metrics[rules.DAU] = 1.0 / 3
+	got := string(s.AppendJSON(nil))
+	want := `{"account_id":"a\"b","ts":"2026-11-20T00:00:00Z","score":null,"grade":"none","depth":"none","attrs":{"csm":"li"},"metrics":{"dau":0.333333,"wau":null`
+	if len(got) < len(want) || got[:len(want)] != want {
+		t.Fatalf("got %s", got)
+	}
+}

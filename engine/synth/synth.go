@@ -1,0 +1,415 @@
+package synth
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Archetype is the behaviour an account follows over the generated period.
+type Archetype uint8
+
+// The archetypes, each meant to raise one alert of the example rules
+// (healthy raises none).
+const (
+	Healthy     Archetype = iota
+	Declining             // logins fade linearly to ~5%: churn_risk
+	SuddenDrop            // usage falls to ~8% for the last 10 days: usage_drop
+	Dark                  // no user activity for the last 21 days: gone_dark
+	Expanding             // seats 10 → 50 twenty days before the end: expansion
+	Integration           // heavy API use that stops 8 days before the end: integration_stopped
+	TicketHeavy           // many tickets, few resolved: support_backlog
+	Silent                // stopped opening tickets 40 days before the end: gone_silent
+
+	NumArchetypes int = iota
+)
+
+var archetypeNames = [NumArchetypes]string{"healthy", "declining", "sudden_drop", "dark", "expanding", "integration", "ticket_heavy", "silent"}
+
+func (a Archetype) String() string { return archetypeNames[a] }
+
+// ExpectedAlert is the example-rules alert an archetype should raise ("" for
+// healthy).
+func (a Archetype) ExpectedAlert() string {
+	return [NumArchetypes]string{"", "churn_risk", "usage_drop", "gone_dark", "expansion", "integration_stopped", "support_backlog", "gone_silent"}[a]
+}
+
+// archetypeMix is the share of each archetype, in percent, by index; most
+// accounts are healthy.
+var archetypeMix = [NumArchetypes]int{44, 10, 8, 8, 8, 8, 7, 7}
+
+// ArchetypeOf returns the archetype of account i for a seed.
+func ArchetypeOf(seed uint64, i int) Archetype {
+	r := rand.New(rand.NewPCG(seed, uint64(i)*2654435761+1))
+	n := r.IntN(100)
+	for a, share := range archetypeMix {
+		if n < share {
+			return Archetype(a)
+		}
+		n -= share
+	}
+	return Healthy
+}
+
+// Modules is the module catalogue of the generated product, most used
+// first; the example rules declare the same names.
+var Modules = []string{"contacts", "checkin", "reports", "pipeline", "approvals", "daily_report", "custom_objects"}
+
+var (
+	csms       = []string{"li", "maria", "sam", "priya", "jonas", "aiko"}
+	plans      = []string{"starter", "growth", "enterprise"}
+	regions    = []string{"emea", "amer", "apac"}
+	industries = []string{"logistics", "retail", "manufacturing", "software", "healthcare", "finance"}
+	nameA      = []string{"acme", "globex", "initech", "umbrella", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "hooli", "vandelay", "soylent", "oscorp", "gringotts", "monarch", "nakatomi"}
+	nameB      = []string{"logistics", "foods", "labs", "systems", "retail", "health", "media", "energy", "capital", "motors"}
+)
+
+// Options configure a Generator.
+type Options struct {
+	Accounts int
+	Days     int
+	Seed     uint64
+	// End is the end of the generated period (exclusive): the last day
+	// generated is the UTC day before it.
+	End time.Time
+}
+
+// Account describes one generated account.
+type Account struct {
+	ID        string
+	Archetype Archetype
+	Seats     int
+	Segment   string
+
+	index       int
+	users       []genUser
+	region      int // hour offset of the working day
+	apiPerDay   int
+	ticketRate  float64
+	modules     []float64 // cumulative weights over Modules
+	renewalDays int       // days after the end
+	nextTicket  int
+	openTickets []string
+}
+
+type genUser struct {
+	id         string
+	propensity float64 // chance of being active on a weekday
+	platform   string
+	joinDay    int // first day the user may be active
+}
+
+// Generator produces the event stream day by day.
+type Generator struct {
+	opts     Options
+	start    time.Time // 00:00 UTC of the first day
+	accounts []*Account
+	buf      []byte
+	lines    []line
+}
+
+type line struct {
+	ts    int64
+	start int
+	end   int
+}
+
+// New returns a generator; the same options give the same stream.
+func New(opts Options) *Generator {
+	if opts.End.IsZero() {
+		opts.End = time.Now().UTC().Truncate(24 * time.Hour)
+	}
+	g := &Generator{opts: opts, start: opts.End.AddDate(0, 0, -opts.Days)}
+	for i := range opts.Accounts {
+		g.accounts = append(g.accounts, g.newAccount(i))
+	}
+	return g
+}
+
+// Accounts returns the generated accounts, in index order.
+func (g *Generator) Accounts() []*Account { return g.accounts }
+
+// Days returns the number of days to generate.
+func (g *Generator) Days() int { return g.opts.Days }
+
+func (g *Generator) rng(i, day, salt int) *rand.Rand {
+	return rand.New(rand.NewPCG(g.opts.Seed^uint64(salt)<<48, uint64(i)<<20|uint64(day)))
+}
+
+func (g *Generator) newAccount(i int) *Account {
+	r := g.rng(i, 0xfffff, 1)
+	a := &Account{index: i, Archetype: ArchetypeOf(g.opts.Seed, i)}
+	a.ID = fmt.Sprintf("%s-%s-%05d", nameA[r.IntN(len(nameA))], nameB[r.IntN(len(nameB))], i)
+	a.Seats = 10 + r.IntN(50)
+	if r.IntN(3) == 0 {
+		a.Seats = 5 + r.IntN(10) // micro accounts
+	}
+	if a.Archetype == Expanding {
+		a.Seats = 10
+	}
+	switch {
+	case a.Seats < 15:
+		a.Segment = "micro"
+	case a.Seats < 40:
+		a.Segment = "normal"
+	default:
+		a.Segment = "strategic"
+	}
+	a.region = []int{8, 13, 1}[r.IntN(3)]
+	activated := int(float64(a.Seats) * (0.7 + 0.25*r.Float64()))
+	activated = max(activated, 6) // small accounts still have a team
+	if a.Archetype == Integration {
+		activated = max(6, activated/2)
+	}
+	for u := range activated {
+		a.users = append(a.users, newUser(r, a, u, 0))
+	}
+	if a.Archetype == Expanding {
+		// Forty more people join once the seats are bought.
+		for u := range 40 {
+			a.users = append(a.users, newUser(r, a, activated+u, g.opts.Days-20+r.IntN(5)))
+		}
+	}
+	if a.Archetype == Integration || r.IntN(4) == 0 {
+		a.apiPerDay = 300 + r.IntN(3000)
+	}
+	if a.Archetype == Integration {
+		a.apiPerDay += 2000
+	}
+	a.ticketRate = 0.25
+	if a.Archetype == TicketHeavy {
+		a.ticketRate = 1.5
+	}
+	// Module weights: a skew over the catalogue, custom objects rare.
+	w := 0.0
+	for m := range Modules {
+		x := 1 / math.Pow(float64(m+1), 0.8) * (0.5 + r.Float64())
+		if Modules[m] == "custom_objects" && r.IntN(5) != 0 {
+			x = 0
+		}
+		w += x
+		a.modules = append(a.modules, w)
+	}
+	for m := range a.modules {
+		a.modules[m] /= w
+	}
+	a.renewalDays = 10 + r.IntN(350)
+	return a
+}
+
+func newUser(r *rand.Rand, a *Account, u, join int) genUser {
+	platform := "web"
+	switch x := r.IntN(100); {
+	case x < 15:
+		platform = "mobile"
+	case x < 35:
+		platform = "desktop"
+	}
+	return genUser{id: "u" + strconv.Itoa(u), propensity: 0.55 + 0.4*r.Float64(), platform: platform, joinDay: join}
+}
+
+// activity scales user activity on day d of n for the archetype.
+func (a *Account) activity(d, n int) float64 {
+	switch a.Archetype {
+	case Declining:
+		return 1 - 0.95*float64(d)/float64(max(n-1, 1))
+	case SuddenDrop:
+		if d >= n-10 {
+			return 0.08
+		}
+	case Dark:
+		if d >= n-21 {
+			return 0
+		}
+	}
+	return 1
+}
+
+// Day appends day d's events (0 = the first day) to w's buffer and calls
+// emit with each JSON line, in time order. The line is valid until emit
+// returns.
+func (g *Generator) Day(d int, emit func(line []byte)) {
+	g.buf = g.buf[:0]
+	g.lines = g.lines[:0]
+	for _, a := range g.accounts {
+		g.accountDay(a, d)
+	}
+	slices.SortStableFunc(g.lines, func(x, y line) int { return cmp.Compare(x.ts, y.ts) })
+	for _, l := range g.lines {
+		emit(g.buf[l.start:l.end])
+	}
+}
+
+func (g *Generator) accountDay(a *Account, d int) {
+	r := g.rng(a.index, d, 2)
+	n := g.opts.Days
+	day := g.start.AddDate(0, 0, d)
+	dayNs := day.UnixNano()
+	at := func(hour float64) int64 {
+		ns := dayNs + int64(hour*float64(time.Hour))
+		return min(max(ns, dayNs+1), dayNs+int64(24*time.Hour)-1)
+	}
+	if d == 0 {
+		g.accountEvent(at(0.5), a, a.Seats, true)
+	}
+	if a.Archetype == Expanding && d == n-20 {
+		g.accountEvent(at(9), a, 50, false)
+	}
+	weekend := day.Weekday() == time.Saturday || day.Weekday() == time.Sunday
+	scale := a.activity(d, n)
+	if weekend {
+		scale *= 0.15
+	}
+	for _, u := range a.users {
+		if d < u.joinDay || r.Float64() >= u.propensity*scale {
+			continue
+		}
+		t := float64(a.region) + r.Float64()*3
+		g.userEvent(at(t), a, u, "login", "", 0)
+		for range 1 + r.IntN(4) {
+			t += 0.1 + r.Float64()*1.5
+			g.userEvent(at(t), a, u, "feature", a.pickModule(r), 0)
+		}
+		g.userEvent(at(t+0.2), a, u, "session", "", 300+r.Float64()*3300)
+		if r.IntN(90) == 0 {
+			g.nps(at(t+0.3), a, u, r)
+		}
+	}
+	if a.apiPerDay > 0 && !(a.Archetype == Integration && d >= n-8) {
+		for h := range 4 {
+			g.api(at(float64(2+h*6)+r.Float64()), a, a.apiPerDay/4+r.IntN(50))
+		}
+	}
+	g.tickets(a, d, n, r, at)
+}
+
+func (a *Account) pickModule(r *rand.Rand) string {
+	x := r.Float64()
+	for m, w := range a.modules {
+		if x < w {
+			return Modules[m]
+		}
+	}
+	return Modules[0]
+}
+
+func (g *Generator) tickets(a *Account, d, n int, r *rand.Rand, at func(float64) int64) {
+	// Resolve older tickets first (ticket-heavy accounts rarely do).
+	keep := a.openTickets[:0]
+	for _, id := range a.openTickets {
+		resolve := r.Float64() < 0.4
+		if a.Archetype == TicketHeavy {
+			resolve = r.Float64() < 0.05
+		}
+		if resolve {
+			g.ticket(at(10+r.Float64()*6), a, "ticket_resolved", id)
+		} else {
+			keep = append(keep, id)
+		}
+	}
+	a.openTickets = keep
+	if a.Archetype == Silent && d >= n-40 {
+		return
+	}
+	if a.Archetype == Dark && d >= n-21 {
+		return
+	}
+	for x := r.Float64(); x < a.ticketRate; x++ {
+		id := fmt.Sprintf("T%d-%d", a.index, a.nextTicket)
+		a.nextTicket++
+		g.ticket(at(9+r.Float64()*8), a, "ticket_opened", id)
+		a.openTickets = append(a.openTickets, id)
+	}
+}
+
+// The writers below build JSON by appending: the generator must keep up
+// with the engine it feeds.
+
+func (g *Generator) begin(ts int64, a *Account, typ string) int {
+	start := len(g.buf)
+	g.buf = append(g.buf, `{"ts":"`...)
+	g.buf = time.Unix(0, ts).UTC().AppendFormat(g.buf, "2006-01-02T15:04:05.000Z")
+	g.buf = append(g.buf, `","account_id":"`...)
+	g.buf = append(g.buf, a.ID...)
+	g.buf = append(g.buf, `","type":"`...)
+	g.buf = append(g.buf, typ...)
+	g.buf = append(g.buf, '"')
+	return start
+}
+
+func (g *Generator) end(ts int64, start int) {
+	g.buf = append(g.buf, '}')
+	g.lines = append(g.lines, line{ts: ts, start: start, end: len(g.buf)})
+}
+
+func (g *Generator) str(key, v string) {
+	g.buf = append(g.buf, `,"`...)
+	g.buf = append(g.buf, key...)
+	g.buf = append(g.buf, `":"`...)
+	g.buf = append(g.buf, v...)
+	g.buf = append(g.buf, '"')
+}
+
+func (g *Generator) userEvent(ts int64, a *Account, u genUser, typ, module string, duration float64) {
+	s := g.begin(ts, a, typ)
+	g.str("user_id", u.id)
+	g.str("platform", u.platform)
+	if module != "" {
+		g.str("module", module)
+	}
+	if typ == "session" {
+		g.buf = append(g.buf, `,"duration_s":`...)
+		g.buf = strconv.AppendInt(g.buf, int64(duration), 10)
+	}
+	g.end(ts, s)
+}
+
+func (g *Generator) api(ts int64, a *Account, count int) {
+	s := g.begin(ts, a, "api")
+	g.buf = append(g.buf, `,"count":`...)
+	g.buf = strconv.AppendInt(g.buf, int64(count), 10)
+	g.end(ts, s)
+}
+
+func (g *Generator) ticket(ts int64, a *Account, typ, id string) {
+	s := g.begin(ts, a, typ)
+	g.str("ticket_id", id)
+	g.end(ts, s)
+}
+
+func (g *Generator) nps(ts int64, a *Account, u genUser, r *rand.Rand) {
+	v := 7 + r.IntN(4)
+	switch a.Archetype {
+	case TicketHeavy, Declining, SuddenDrop:
+		v = r.IntN(8)
+	}
+	s := g.begin(ts, a, "nps")
+	g.str("user_id", u.id)
+	g.buf = append(g.buf, `,"value":`...)
+	g.buf = strconv.AppendInt(g.buf, int64(v), 10)
+	g.end(ts, s)
+}
+
+func (g *Generator) accountEvent(ts int64, a *Account, seats int, full bool) {
+	s := g.begin(ts, a, "account")
+	g.buf = append(g.buf, `,"attrs":{"seats":`...)
+	g.buf = strconv.AppendInt(g.buf, int64(seats), 10)
+	if full {
+		r := g.rng(a.index, 0xffffe, 3)
+		g.str("segment", a.Segment)
+		g.str("stage", "stable")
+		g.str("csm", csms[r.IntN(len(csms))])
+		g.str("plan", plans[r.IntN(len(plans))])
+		g.str("region", regions[r.IntN(len(regions))])
+		g.str("industry", industries[r.IntN(len(industries))])
+		g.str("renewal_date", g.opts.End.AddDate(0, 0, a.renewalDays).Format("2006-01-02"))
+	} else {
+		g.str("stage", "rollout")
+	}
+	g.buf = append(g.buf, '}')
+	g.end(ts, s)
+}

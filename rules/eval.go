@@ -1,0 +1,294 @@
+package rules
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// State is what the rules remember about one account between evaluations:
+// its grade (for hysteresis) and its pending or firing alerts. The engine
+// owns it and passes it in; it is small and has no pointers to the Ruleset,
+// so it survives a rules reload and can be checkpointed.
+type State struct {
+	Grade  Grade
+	Alerts []AlertState
+}
+
+// AlertState is one pending or firing alert episode. Inactive alerts have
+// no entry.
+type AlertState struct {
+	Rule   string
+	Firing bool
+	// Since is when the episode began (when `when` first held), in Unix
+	// nanoseconds of event time; the alert id is derived from it.
+	Since int64
+}
+
+// Phase is the state an alert transition reports.
+type Phase uint8
+
+// The phases a transition can report.
+const (
+	PhaseFiring Phase = iota
+	PhaseResolved
+)
+
+func (p Phase) String() string {
+	if p == PhaseResolved {
+		return "resolved"
+	}
+	return "firing"
+}
+
+// Transition is an alert that started firing or resolved (SPEC §5).
+type Transition struct {
+	ID        string
+	AccountID string
+	Rule      string
+	State     Phase
+	Severity  Severity
+	Kind      Kind
+	Ts        int64 // event time of the transition, Unix nanoseconds
+	Score     float64
+	Grade     Grade
+	Depth     Depth
+	Values    []NamedValue // the metrics the rule reads, in Alert.Reads order
+	Message   string
+	Attrs     [NumAttrs]string
+}
+
+// NamedValue is one metric value; Value is Null (NaN) when null.
+type NamedValue struct {
+	Name  string
+	Value float64
+}
+
+// FactorResult explains one factor's part in the score.
+type FactorResult struct {
+	Name   string
+	Metric Metric
+	Value  float64 // Null when the metric is null
+	Points float64 // Null when the metric is null
+	Weight float64
+}
+
+// Result is the outcome of one evaluation. Its slices belong to the
+// Evaluator and are valid until its next use: copy what must be kept.
+type Result struct {
+	Score       float64 // Null when every factor's metric is null
+	Grade       Grade
+	Factors     []FactorResult
+	Firing      []string // names of firing alerts, sorted
+	Transitions []Transition
+}
+
+// Evaluator holds the scratch space of evaluations, so they do not
+// allocate. It is not safe for concurrent use; give each goroutine its own.
+type Evaluator struct {
+	env         env
+	factors     []FactorResult
+	firing      []string
+	transitions []Transition
+	states      []AlertState
+}
+
+// NewEvaluator returns an Evaluator for any Ruleset.
+func NewEvaluator() *Evaluator { return &Evaluator{} }
+
+// Score computes the health score: Σ(weight × points) ÷ Σ weight over the
+// factors whose metric is not null, or Null when all are null.
+func (rs *Ruleset) Score(v *Values, out []FactorResult) (float64, []FactorResult) {
+	var sum, weights float64
+	for _, f := range rs.Factors {
+		x := v[f.Metric]
+		r := FactorResult{Name: f.Name, Metric: f.Metric, Value: x, Points: Null, Weight: f.Weight}
+		if !IsNull(x) {
+			r.Points = interpolate(f.Points, x)
+			sum += f.Weight * r.Points
+			weights += f.Weight
+		}
+		out = append(out, r)
+	}
+	if weights == 0 {
+		return Null, out
+	}
+	return sum / weights, out
+}
+
+// interpolate evaluates a piecewise-linear curve, clamped outside its knots.
+func interpolate(pts []Point, x float64) float64 {
+	if x <= pts[0].X {
+		return pts[0].Y
+	}
+	for i := 1; i < len(pts); i++ {
+		if x <= pts[i].X {
+			a, b := pts[i-1], pts[i]
+			return a.Y + (b.Y-a.Y)*(x-a.X)/(b.X-a.X)
+		}
+	}
+	return pts[len(pts)-1].Y
+}
+
+// Next returns the grade for score given the previous grade. With
+// hysteresis h an account moves up only once the score reaches the higher
+// threshold + h, and moves down as soon as it falls under its own
+// threshold, so a score wobbling around a threshold does not flap.
+func (g Grades) Next(prev Grade, score float64) Grade {
+	if IsNull(score) {
+		return GradeNone
+	}
+	raw := g.raw(score)
+	if prev == GradeNone || raw <= prev {
+		return raw
+	}
+	if up := g.raw(score - g.Hysteresis); up > prev {
+		return up
+	}
+	return prev
+}
+
+func (g Grades) raw(score float64) Grade {
+	switch {
+	case score >= g.Green:
+		return GradeGreen
+	case score >= g.Yellow:
+		return GradeYellow
+	}
+	return GradeRed
+}
+
+// Evaluate scores one account and steps its alerts at time now (Unix
+// nanoseconds of event time). It updates st in place and returns the
+// result, whose slices are valid until e is used again.
+//
+// An alert is pending when `when` first holds, firing once it has held at
+// every evaluation for `for`, and resolved when `clear` holds (or `when` no
+// longer holds, if the rule has no clear). An account that does not match
+// the rule's attribute filter counts as `when` false and `clear` true.
+func (rs *Ruleset) Evaluate(e *Evaluator, st *State, in Input, now int64) Result {
+	e.factors = e.factors[:0]
+	e.firing = e.firing[:0]
+	e.transitions = e.transitions[:0]
+
+	score, factors := rs.Score(in.Metrics, e.factors)
+	e.factors = factors
+	st.Grade = rs.Grades.Next(st.Grade, score)
+
+	e.env = env{values: in.Metrics, attrs: in.Attrs, score: score, grade: st.Grade.String(), depth: in.Depth.String()}
+
+	e.states = e.states[:0]
+	next := 0 // states are kept in rule order: usually the next one matches
+	for _, a := range rs.Alerts {
+		idx := -1
+		if next < len(st.Alerts) && st.Alerts[next].Rule == a.Name {
+			idx = next
+			next++
+		} else if len(st.Alerts) > 0 {
+			idx = slices.IndexFunc(st.Alerts, func(s AlertState) bool { return s.Rule == a.Name })
+		}
+		var cur AlertState
+		active := idx >= 0
+		if active {
+			cur = st.Alerts[idx]
+		}
+		matched := matchAttrs(a.Match, in.Attrs)
+		when := matched && a.when.eval(&e.env)
+		switch {
+		case !active && when:
+			cur = AlertState{Rule: a.Name, Since: now}
+			active = true
+			fallthrough
+		case active && !cur.Firing:
+			if !when {
+				active = false
+			} else if now-cur.Since >= int64(a.For) {
+				cur.Firing = true
+				e.emit(rs, a, in, cur, PhaseFiring, now, score, st.Grade)
+			}
+		case active && cur.Firing:
+			clear := !when
+			if a.clear != nil {
+				clear = !matched || a.clear.eval(&e.env)
+			}
+			if clear {
+				e.emit(rs, a, in, cur, PhaseResolved, now, score, st.Grade)
+				active = false
+			}
+		}
+		if active {
+			e.states = append(e.states, cur)
+			if cur.Firing {
+				e.firing = append(e.firing, a.Name)
+			}
+		}
+	}
+	// Entries of rules that a reload removed are dropped here.
+	st.Alerts = append(st.Alerts[:0], e.states...)
+	slices.Sort(e.firing)
+	return Result{Score: score, Grade: st.Grade, Factors: e.factors, Firing: e.firing, Transitions: e.transitions}
+}
+
+func (e *Evaluator) emit(rs *Ruleset, a *Alert, in Input, st AlertState, phase Phase, now int64, score float64, grade Grade) {
+	t := Transition{
+		ID:        AlertID(in.AccountID, a.Name, st.Since),
+		AccountID: in.AccountID,
+		Rule:      a.Name,
+		State:     phase,
+		Severity:  a.Severity,
+		Kind:      a.Kind,
+		Ts:        now,
+		Score:     score,
+		Grade:     grade,
+		Depth:     in.Depth,
+		Attrs:     *in.Attrs,
+	}
+	t.Values = make([]NamedValue, len(a.Reads))
+	for i, name := range a.Reads {
+		v := score
+		if m, ok := MetricByName(name); ok {
+			v = in.Metrics[m]
+		}
+		t.Values[i] = NamedValue{Name: name, Value: v}
+	}
+	t.Message = a.render(&t, in.Metrics)
+	e.transitions = append(e.transitions, t)
+}
+
+// AlertID identifies an alert episode: the same account, rule and episode
+// start give the same id across restarts and replays.
+func AlertID(account, rule string, since int64) string {
+	d := xxhash.New()
+	d.WriteString(account)
+	d.WriteString("\x00")
+	d.WriteString(rule)
+	d.WriteString("\x00")
+	d.WriteString(strconv.FormatInt(since, 10))
+	return strconv.FormatUint(d.Sum64()|1<<63, 16)
+}
+
+// Forget resolves every firing alert of an account the engine is dropping
+// (no events for the whole retention), so no episode stays open forever.
+// The transitions carry null metric values and say why in the message.
+func (rs *Ruleset) Forget(st *State, account string, attrs *[NumAttrs]string, now int64) []Transition {
+	var out []Transition
+	for _, s := range st.Alerts {
+		if !s.Firing {
+			continue
+		}
+		t := Transition{
+			ID: AlertID(account, s.Rule, s.Since), AccountID: account, Rule: s.Rule,
+			State: PhaseResolved, Ts: now, Score: Null, Attrs: *attrs,
+			Message: s.Rule + ": resolved because the account sent no events for the whole retention period",
+		}
+		for _, a := range rs.Alerts {
+			if a.Name == s.Rule {
+				t.Severity, t.Kind = a.Severity, a.Kind
+			}
+		}
+		out = append(out, t)
+	}
+	st.Alerts = nil
+	return out
+}

@@ -1,0 +1,337 @@
+package rules
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"go.yaml.in/yaml/v3"
+)
+
+// The YAML shape of a rules file (SPEC §4). Decoding is strict: unknown keys
+// are refused.
+type fileSpec struct {
+	Modules modulesSpec  `yaml:"modules"`
+	Score   scoreSpec    `yaml:"score"`
+	Alerts  []alertSpec  `yaml:"alerts"`
+	Notify  []notifySpec `yaml:"notify"`
+}
+
+type modulesSpec struct {
+	All     []string `yaml:"all"`
+	Core    []string `yaml:"core"`
+	Process []string `yaml:"process"`
+	Custom  []string `yaml:"custom"`
+}
+
+type scoreSpec struct {
+	Factors []factorSpec `yaml:"factors"`
+	Grades  *gradesSpec  `yaml:"grades"`
+}
+
+type factorSpec struct {
+	Name   string      `yaml:"name"`
+	Metric string      `yaml:"metric"`
+	Weight float64     `yaml:"weight"`
+	Points [][]float64 `yaml:"points"`
+}
+
+type gradesSpec struct {
+	Green      *float64 `yaml:"green"`
+	Yellow     *float64 `yaml:"yellow"`
+	Hysteresis float64  `yaml:"hysteresis"`
+}
+
+type alertSpec struct {
+	Name     string              `yaml:"name"`
+	When     string              `yaml:"when"`
+	For      string              `yaml:"for"`
+	Clear    string              `yaml:"clear"`
+	Severity string              `yaml:"severity"`
+	Kind     string              `yaml:"kind"`
+	Match    map[string][]string `yaml:"match"`
+	Message  string              `yaml:"message"`
+}
+
+type notifySpec struct {
+	Name           string              `yaml:"name"`
+	Type           string              `yaml:"type"`
+	URL            string              `yaml:"url"`
+	Secret         string              `yaml:"secret"`
+	Match          map[string][]string `yaml:"match"`
+	SendResolved   bool                `yaml:"send_resolved"`
+	RepeatInterval string              `yaml:"repeat_interval"`
+}
+
+// Default grade thresholds, used when the rules file has no score.grades.
+const (
+	DefaultGreen  = 70
+	DefaultYellow = 40
+)
+
+var ruleNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+// LoadOptions carries what loading needs from outside the package.
+type LoadOptions struct {
+	// LookupEnv expands ${VAR} in notify urls and secrets; nil expands none
+	// (a ${VAR} then is an error).
+	LookupEnv func(string) (string, bool)
+}
+
+// Load parses and validates a rules file. name is used in error messages
+// only. All problems found are returned together, each an *Error.
+func Load(name string, data []byte, opts LoadOptions) (*Ruleset, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, decodeErrors(name, &doc, err)
+	}
+	var spec fileSpec
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil && !errors.Is(err, io.EOF) {
+		return nil, decodeErrors(name, &doc, err)
+	}
+	c := compiler{file: name, doc: &doc, opts: opts}
+	rs := c.build(&spec)
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	sum := xxhash.Sum64(data)
+	rs.Version = strconv.FormatUint(sum, 16)
+	rs.Source = name
+	return rs, nil
+}
+
+type compiler struct {
+	file string
+	doc  *yaml.Node
+	opts LoadOptions
+	errs []error
+}
+
+func (c *compiler) fail(err error, path ...any) {
+	c.errs = append(c.errs, &Error{File: c.file, Line: position(c.doc, path...), Key: keyPath(path...), Err: err})
+}
+
+func (c *compiler) build(spec *fileSpec) *Ruleset {
+	rs := &Ruleset{
+		Modules: ModuleSets{
+			All:     c.moduleList(spec.Modules.All, "all"),
+			Core:    c.moduleList(spec.Modules.Core, "core"),
+			Process: c.moduleList(spec.Modules.Process, "process"),
+			Custom:  c.moduleList(spec.Modules.Custom, "custom"),
+		},
+		Grades: Grades{Green: DefaultGreen, Yellow: DefaultYellow},
+	}
+	c.buildFactors(rs, spec.Score.Factors)
+	if g := spec.Score.Grades; g != nil {
+		if g.Green != nil {
+			rs.Grades.Green = *g.Green
+		}
+		if g.Yellow != nil {
+			rs.Grades.Yellow = *g.Yellow
+		}
+		rs.Grades.Hysteresis = g.Hysteresis
+		switch {
+		case rs.Grades.Yellow >= rs.Grades.Green:
+			c.fail(fmt.Errorf("%w: yellow (%g) must be below green (%g)", ErrBadValue, rs.Grades.Yellow, rs.Grades.Green), "score", "grades", "yellow")
+		case g.Hysteresis < 0:
+			c.fail(fmt.Errorf("%w: hysteresis %g must be ≥ 0", ErrBadValue, g.Hysteresis), "score", "grades", "hysteresis")
+		}
+	}
+	c.buildAlerts(rs, spec.Alerts)
+	c.buildNotify(rs, spec.Notify)
+	return rs
+}
+
+func (c *compiler) moduleList(mods []string, key string) []string {
+	seen := map[string]bool{}
+	for i, m := range mods {
+		if m == "" {
+			c.fail(fmt.Errorf("%w: empty module name", ErrBadValue), "modules", key, i)
+		}
+		if seen[m] {
+			c.fail(fmt.Errorf("%w: module %q listed twice", ErrDuplicateName, m), "modules", key, i)
+		}
+		seen[m] = true
+	}
+	return mods
+}
+
+func (c *compiler) buildFactors(rs *Ruleset, specs []factorSpec) {
+	names := map[string]bool{}
+	for i, f := range specs {
+		at := func(k string) []any { return []any{"score", "factors", i, k} }
+		if f.Name == "" {
+			c.fail(ErrMissing, at("name")...)
+		} else if names[f.Name] {
+			c.fail(fmt.Errorf("%w: factor %q", ErrDuplicateName, f.Name), at("name")...)
+		}
+		names[f.Name] = true
+		m, ok := MetricByName(f.Metric)
+		if !ok {
+			c.fail(fmt.Errorf("%w %q", ErrUnknownMetric, f.Metric), at("metric")...)
+		}
+		if !(f.Weight > 0) {
+			c.fail(fmt.Errorf("%w: weight must be > 0, got %g", ErrBadValue, f.Weight), at("weight")...)
+		}
+		var pts []Point
+		for j, p := range f.Points {
+			if len(p) != 2 {
+				c.fail(fmt.Errorf("%w: a point is [x, points], got %d numbers", ErrBadValue, len(p)), "score", "factors", i, "points", j)
+				continue
+			}
+			if j > 0 && len(f.Points[j-1]) == 2 && !(p[0] > f.Points[j-1][0]) {
+				c.fail(fmt.Errorf("%w: x must be strictly increasing (%g after %g)", ErrBadValue, p[0], f.Points[j-1][0]), "score", "factors", i, "points", j)
+			}
+			if p[1] < 0 || p[1] > 100 {
+				c.fail(fmt.Errorf("%w: points must be within 0…100, got %g", ErrBadValue, p[1]), "score", "factors", i, "points", j)
+			}
+			pts = append(pts, Point{X: p[0], Y: p[1]})
+		}
+		if len(f.Points) == 0 {
+			c.fail(fmt.Errorf("%w: at least one point", ErrMissing), at("points")...)
+		}
+		rs.Factors = append(rs.Factors, Factor{Name: f.Name, Metric: m, Weight: f.Weight, Points: pts})
+	}
+}
+
+func (c *compiler) buildAlerts(rs *Ruleset, specs []alertSpec) {
+	names := map[string]bool{}
+	for i, a := range specs {
+		at := func(k string) []any { return []any{"alerts", i, k} }
+		switch {
+		case a.Name == "":
+			c.fail(ErrMissing, at("name")...)
+		case !ruleNameRe.MatchString(a.Name):
+			c.fail(fmt.Errorf("%w: name %q must match [a-z0-9_]+", ErrBadValue, a.Name), at("name")...)
+		case names[a.Name]:
+			c.fail(fmt.Errorf("%w: alert %q", ErrDuplicateName, a.Name), at("name")...)
+		}
+		names[a.Name] = true
+		al := &Alert{Name: a.Name}
+		var err error
+		if a.When == "" {
+			c.fail(ErrMissing, at("when")...)
+		} else if al.when, err = compileCondition(a.When); err != nil {
+			c.fail(err, at("when")...)
+		}
+		if a.Clear != "" {
+			if al.clear, err = compileCondition(a.Clear); err != nil {
+				c.fail(err, at("clear")...)
+			}
+		}
+		if a.For != "" {
+			if al.For, err = ParseDuration(a.For); err != nil || al.For < 0 {
+				c.fail(fmt.Errorf("%w: for %q is not a duration (e.g. 30m, 24h, 7d)", ErrBadValue, a.For), at("for")...)
+			}
+		}
+		if al.Severity, err = parseSeverity(a.Severity); err != nil {
+			c.fail(err, at("severity")...)
+		}
+		if al.Kind, err = parseKind(a.Kind); err != nil {
+			c.fail(err, at("kind")...)
+		}
+		al.Match = c.attrMatch(a.Match, false, "alerts", i, "match")
+		if al.message, err = compileMessage(a.Name, a.Message); err != nil {
+			c.fail(err, at("message")...)
+		}
+		al.Reads = readsOf(al.when, al.clear)
+		rs.Alerts = append(rs.Alerts, al)
+	}
+}
+
+func (c *compiler) buildNotify(rs *Ruleset, specs []notifySpec) {
+	names := map[string]bool{}
+	for i, n := range specs {
+		at := func(k string) []any { return []any{"notify", i, k} }
+		if n.Name == "" {
+			c.fail(ErrMissing, at("name")...)
+		} else if names[n.Name] {
+			c.fail(fmt.Errorf("%w: notifier %q", ErrDuplicateName, n.Name), at("name")...)
+		}
+		names[n.Name] = true
+		nt := Notifier{Name: n.Name, SendResolved: n.SendResolved}
+		switch n.Type {
+		case "slack", "teams", "webhook":
+			nt.Type = n.Type
+		default:
+			c.fail(fmt.Errorf("%w: type %q must be slack, teams or webhook", ErrBadValue, n.Type), at("type")...)
+		}
+		var err error
+		if nt.URL, err = c.expand(n.URL); err != nil {
+			c.fail(err, at("url")...)
+		} else if !strings.HasPrefix(nt.URL, "http://") && !strings.HasPrefix(nt.URL, "https://") {
+			c.fail(fmt.Errorf("%w: url %q must be http:// or https://", ErrBadValue, nt.URL), at("url")...)
+		}
+		if nt.Secret, err = c.expand(n.Secret); err != nil {
+			c.fail(err, at("secret")...)
+		}
+		if n.RepeatInterval != "" {
+			if nt.RepeatInterval, err = ParseDuration(n.RepeatInterval); err != nil || nt.RepeatInterval <= 0 {
+				c.fail(fmt.Errorf("%w: repeat_interval %q is not a positive duration", ErrBadValue, n.RepeatInterval), at("repeat_interval")...)
+			}
+		}
+		nt.Match = c.attrMatch(n.Match, true, "notify", i, "match")
+		rs.Notify = append(rs.Notify, nt)
+	}
+}
+
+// attrMatch validates a match block; notify rules may also match on the
+// alert's rule, severity and kind.
+func (c *compiler) attrMatch(m map[string][]string, notify bool, path ...any) []Match {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out []Match
+	for _, k := range keys {
+		kp := append(path[:len(path):len(path)], k)
+		if _, ok := AttrByName(k); !ok && !(notify && (k == "rule" || k == "severity" || k == "kind")) {
+			c.fail(fmt.Errorf("%w: cannot match on %q", ErrUnknownKey, k), kp...)
+			continue
+		}
+		if len(m[k]) == 0 {
+			c.fail(fmt.Errorf("%w: an empty list matches nothing", ErrBadValue), kp...)
+		}
+		out = append(out, Match{Key: k, Values: m[k]})
+	}
+	return out
+}
+
+var envRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+func (c *compiler) expand(s string) (string, error) {
+	var err error
+	out := envRe.ReplaceAllStringFunc(s, func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		if c.opts.LookupEnv != nil {
+			if v, ok := c.opts.LookupEnv(name); ok {
+				return v
+			}
+		}
+		err = fmt.Errorf("%w %s", ErrUndefinedEnvVar, name)
+		return ""
+	})
+	return out, err
+}
+
+// ParseDuration parses a Go duration ("90m", "24h") or whole days ("7d").
+func ParseDuration(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}

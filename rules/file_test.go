@@ -1,0 +1,110 @@
+package rules
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func lookupTestEnv(name string) (string, bool) {
+	if name == "SLACK_WEBHOOK_URL" {
+		return "https://hooks.example.com/T000", true
+	}
+	return "", false
+}
+
+func TestGoodRuleFiles(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*.good.yaml")
+	if len(files) < 3 {
+		t.Fatalf("found %d good files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Load(filepath.Base(f), data, LoadOptions{LookupEnv: lookupTestEnv}); err != nil {
+				t.Fatalf("want it to load, got:\n%v", err)
+			}
+		})
+	}
+}
+
+// Each bad file's first line says the error it must produce:
+// "# error: FILE:LINE: KEY: MESSAGE".
+func TestBadRuleFiles(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.bad.yaml")
+	if len(files) < 15 {
+		t.Fatalf("found %d bad files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			want, ok := strings.CutPrefix(first, "# error: ")
+			if !ok {
+				t.Fatalf("first line must be '# error: ...', got %q", first)
+			}
+			rs, err := Load(filepath.Base(f), data, LoadOptions{LookupEnv: lookupTestEnv})
+			if err == nil {
+				t.Fatalf("loaded a bad file: %+v", rs)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("want an error containing\n  %s\ngot\n  %v", want, err)
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.File != filepath.Base(f) {
+				t.Fatalf("want a *rules.Error naming the file, got %T %v", err, err)
+			}
+		})
+	}
+}
+
+func TestLoadErrorsWrapSentinels(t *testing.T) {
+	_, err := Load("r.yaml", []byte("alerts:\n  - name: a\n    when: nope > 1\n"), LoadOptions{})
+	if !errors.Is(err, ErrUnknownMetric) {
+		t.Fatalf("want ErrUnknownMetric, got %v", err)
+	}
+	_, err = Load("r.yaml", []byte("alerts:\n  - name: a\n    when: dau > 1\n  - name: a\n    when: dau > 2\n"), LoadOptions{})
+	if !errors.Is(err, ErrDuplicateName) {
+		t.Fatalf("want ErrDuplicateName, got %v", err)
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	src := "alerts:\n  - name: a\n    when: x > 1\n  - name: b\n    when: dau >\n"
+	_, err := Load("r.yaml", []byte(src), LoadOptions{})
+	msg := err.Error()
+	if !strings.Contains(msg, "r.yaml:3: alerts[0].when") || !strings.Contains(msg, "r.yaml:5: alerts[1].when") {
+		t.Fatalf("want both problems with lines, got:\n%s", msg)
+	}
+}
+
+func TestNotifyExpandsEnvironment(t *testing.T) {
+	src := "notify:\n  - name: n\n    type: webhook\n    url: ${SLACK_WEBHOOK_URL}/x\n    secret: s3\n"
+	rs, err := Load("r.yaml", []byte(src), LoadOptions{LookupEnv: lookupTestEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.Notify[0].URL; got != "https://hooks.example.com/T000/x" {
+		t.Fatalf("url = %q", got)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]string{"24h": "24h0m0s", "7d": "168h0m0s", "90m": "1h30m0s"} {
+		d, err := ParseDuration(in)
+		if err != nil || d.String() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %s", in, d, err, want)
+		}
+	}
+	if _, err := ParseDuration("1.5d"); err == nil {
+		t.Error("1.5d parsed")
+	}
+}

@@ -1,0 +1,150 @@
+package rules
+
+import (
+	"fmt"
+	"slices"
+	"text/template"
+	"time"
+)
+
+// Ruleset is a validated, compiled rules file. It is immutable and safe for
+// concurrent use; per-goroutine scratch space lives in an Evaluator.
+type Ruleset struct {
+	Modules ModuleSets
+	Factors []Factor
+	Grades  Grades
+	Alerts  []*Alert
+	Notify  []Notifier
+	// Source names the file; Version is a hash of its bytes.
+	Source, Version string
+}
+
+// ModuleSets are the module lists of the rules file's modules block.
+type ModuleSets struct {
+	All, Core, Process, Custom []string
+}
+
+// Factor is one weighted input of the health score.
+type Factor struct {
+	Name   string
+	Metric Metric
+	Weight float64
+	Points []Point
+}
+
+// Point is one knot of a factor's piecewise-linear curve: metric value X
+// scores Y points.
+type Point struct{ X, Y float64 }
+
+// Grades holds the grade thresholds and the hysteresis margin.
+type Grades struct {
+	Green, Yellow, Hysteresis float64
+}
+
+// Grade is an account's health grade, ordered worst to best after None.
+type Grade uint8
+
+// The grades.
+const (
+	GradeNone Grade = iota
+	GradeRed
+	GradeYellow
+	GradeGreen
+)
+
+var gradeNames = [...]string{"none", "red", "yellow", "green"}
+
+func (g Grade) String() string { return gradeNames[g] }
+
+// Severity of an alert rule.
+type Severity uint8
+
+// The severities.
+const (
+	SeverityLow Severity = iota
+	SeverityMedium
+	SeverityHigh
+)
+
+var severityNames = [...]string{"low", "medium", "high"}
+
+func (s Severity) String() string { return severityNames[s] }
+
+func parseSeverity(s string) (Severity, error) {
+	if s == "" {
+		return SeverityMedium, nil
+	}
+	for i, n := range severityNames {
+		if n == s {
+			return Severity(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: severity %q must be high, medium or low", ErrBadValue, s)
+}
+
+// Kind tells a risk (churn) alert from an opportunity (expansion) alert.
+type Kind uint8
+
+// The kinds.
+const (
+	KindRisk Kind = iota
+	KindOpportunity
+)
+
+var kindNames = [...]string{"risk", "opportunity"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+func parseKind(s string) (Kind, error) {
+	switch s {
+	case "", "risk":
+		return KindRisk, nil
+	case "opportunity":
+		return KindOpportunity, nil
+	}
+	return 0, fmt.Errorf("%w: kind %q must be risk or opportunity", ErrBadValue, s)
+}
+
+// Match is one key of a match block: the value of Key must be one of Values.
+type Match struct {
+	Key    string
+	Values []string
+}
+
+// Alert is a compiled alert rule.
+type Alert struct {
+	Name     string
+	For      time.Duration
+	Severity Severity
+	Kind     Kind
+	Match    []Match
+	// Reads lists the metric names (and "score") the conditions read,
+	// sorted: transitions carry their values.
+	Reads []string
+
+	when, clear *condition
+	message     *template.Template
+}
+
+// Notifier is a chat/webhook destination of the notify block. The rules
+// package only validates it; delivery belongs to the webhook sink.
+type Notifier struct {
+	Name           string
+	Type           string // slack | teams | webhook
+	URL            string
+	Secret         string // HMAC-SHA256 key; "" signs nothing
+	Match          []Match
+	SendResolved   bool
+	RepeatInterval time.Duration
+}
+
+// matches reports whether attrs satisfy every key of m.
+func matchAttrs(m []Match, attrs *[NumAttrs]string) bool {
+	for _, k := range m {
+		a, _ := AttrByName(k.Key)
+		if !slices.Contains(k.Values, attrs[a]) {
+			return false
+		}
+	}
+	return true
+}

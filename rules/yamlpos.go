@@ -1,0 +1,138 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// position finds the line of a key path (such as ["alerts", 2, "when"]) in
+// a parsed YAML document; it returns 0 when the path is absent.
+func position(doc *yaml.Node, path ...any) int {
+	n := doc
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, p := range path {
+		if n == nil {
+			return line
+		}
+		switch p := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return line
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == p {
+					line = n.Content[i].Line
+					next = n.Content[i+1]
+					break
+				}
+			}
+			n = next
+		case int:
+			if n.Kind != yaml.SequenceNode || p >= len(n.Content) {
+				return line
+			}
+			n = n.Content[p]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// keyPath renders a path such as ["alerts", 2, "when"] as alerts[2].when.
+func keyPath(path ...any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(p)
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		}
+	}
+	return b.String()
+}
+
+// pathAtLine finds the key path of the mapping key named key on line, so a
+// decoder message ("line 7: field foo not found") can name alerts[1].foo.
+func pathAtLine(doc *yaml.Node, line int, key string) string {
+	var walk func(n *yaml.Node, path []any) string
+	walk = func(n *yaml.Node, path []any) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := append(path[:len(path):len(path)], k.Value)
+				if k.Line == line && (key == "" || k.Value == key) {
+					return keyPath(p...)
+				}
+				if v.Line == line && key == "" && v.Kind == yaml.ScalarNode {
+					return keyPath(p...)
+				}
+				if r := walk(v, p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if r := walk(c, append(path[:len(path):len(path)], i)); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return walk(doc, nil)
+}
+
+var (
+	decodeLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownKeyRe = regexp.MustCompile(`^field (\S+) not found in type`)
+)
+
+// decodeErrors turns a yaml.v3 decoding error into Errors that name the
+// file, line and key path.
+func decodeErrors(file string, doc *yaml.Node, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		line := 0
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := decodeLineRe.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		}
+		return &Error{File: file, Line: line, Err: fmt.Errorf("%w: %s", ErrSyntax, msg)}
+	}
+	var errs []error
+	for _, s := range te.Errors {
+		m := decodeLineRe.FindStringSubmatch(s)
+		if m == nil {
+			errs = append(errs, &Error{File: file, Err: fmt.Errorf("%w: %s", ErrBadValue, s)})
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		if k := unknownKeyRe.FindStringSubmatch(m[2]); k != nil {
+			errs = append(errs, &Error{File: file, Line: line, Key: pathAtLine(doc, line, k[1]), Err: ErrUnknownKey})
+			continue
+		}
+		errs = append(errs, &Error{File: file, Line: line, Key: pathAtLine(doc, line, ""), Err: fmt.Errorf("%w: %s", ErrBadValue, m[2])})
+	}
+	return errors.Join(errs...)
+}
