@@ -140,12 +140,12 @@ func (p *Partition) Apply(ev *Event, wall int64) Reason {
 	// Two ids with one 64-bit hash are astronomically unlikely (≈ 3·10⁻⁸ at
 	// a million accounts); comparing lengths catches most of those without
 	// reading the id's bytes, a cache miss per event at scale.
-	if a != nil && len(a.id) != len(ev.Account) {
+	if a != nil && int(a.idLen) != len(ev.Account) {
 		return ReasonCollision
 	}
 	p.advance(ev.Ts) // sweeps first: they may evict a (then it starts anew)
 	if a = p.accounts[h]; a == nil {
-		a = &account{id: string(ev.Account)}
+		a = &account{id: string(ev.Account), idLen: uint16(len(ev.Account))}
 		p.accounts[h] = a
 		p.order = append(p.order, a)
 	}

@@ -1,6 +1,9 @@
 package rules
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Metric names a per-account metric of SPEC §3. The engine computes every
 // metric into a Values array indexed by Metric; rules read it by name.
@@ -54,13 +57,12 @@ var metricNames = [NumMetrics]string{
 func (m Metric) String() string { return metricNames[m] }
 
 // MetricByName returns the metric called name.
-func MetricByName(name string) (Metric, bool) {
-	for i, n := range metricNames {
-		if n == name {
-			return Metric(i), true
-		}
-	}
-	return 0, false
+func MetricByName(name string) (Metric, bool) { return byName[Metric](metricNames[:], name) }
+
+// byName finds name in a list of names and returns its index as a T.
+func byName[T ~uint8](names []string, name string) (T, bool) {
+	i := slices.Index(names, name)
+	return T(max(i, 0)), i >= 0
 }
 
 // Attr names an account attribute (a string, "" when unknown).
@@ -84,14 +86,7 @@ var attrNames = [NumAttrs]string{"segment", "stage", "csm", "plan", "region", "i
 func (a Attr) String() string { return attrNames[a] }
 
 // AttrByName returns the attribute called name.
-func AttrByName(name string) (Attr, bool) {
-	for i, n := range attrNames {
-		if n == name {
-			return Attr(i), true
-		}
-	}
-	return 0, false
-}
+func AttrByName(name string) (Attr, bool) { return byName[Attr](attrNames[:], name) }
 
 // Null is the value of a metric that cannot be computed. Metrics are never
 // legitimately NaN, so NaN stands for JSON null without a separate flag.

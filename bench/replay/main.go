@@ -36,6 +36,9 @@ func main() {
 
 	states := &lineCounter{}
 	replay := measure(*pulse, states, "replay", "--rules", *rulesFile, "--events", events)
+	// The same replay with evaluation pushed past the end of the stream:
+	// decode + apply alone (plus one final evaluation of every account).
+	applyOnly := measure(*pulse, io.Discard, "replay", "--rules", *rulesFile, "--events", events, "--eval-interval", "100000h", "--sweep-interval", "100000h")
 
 	fmt.Printf("## End-to-end replay (`pulse gen | pulse replay`)\n\n")
 	fmt.Printf("Machine: %d CPUs (%s/%s), %s. Stream: %d accounts, %d days, %d events (%.0f MB JSONL, %.0f bytes/event); rules: %s.\n\n",
@@ -44,6 +47,8 @@ func main() {
 	fmt.Printf("| pulse gen | %.2f s | %.2f M | %.0f MB | — |\n", gen.wall.Seconds(), float64(lines)/gen.wall.Seconds()/1e6, float64(gen.maxRSS)/1e6)
 	fmt.Printf("| pulse replay (decode, apply, throttled evaluation, output) | %.2f s | %.2f M | %.0f MB | %.0f B |\n",
 		replay.wall.Seconds(), float64(lines)/replay.wall.Seconds()/1e6, float64(replay.maxRSS)/1e6, float64(replay.maxRSS)/float64(*accounts))
+	fmt.Printf("| pulse replay, evaluation off (decode, apply, one final evaluation, output) | %.2f s | %.2f M | %.0f MB | %.0f B |\n",
+		applyOnly.wall.Seconds(), float64(lines)/applyOnly.wall.Seconds()/1e6, float64(applyOnly.maxRSS)/1e6, float64(applyOnly.maxRSS)/float64(*accounts))
 	fmt.Printf("\nReplay printed %d account states. CPU time of the replay: %.2f s user, %.2f s system.\n", states.n, replay.user.Seconds(), replay.sys.Seconds())
 }
 
