@@ -1,0 +1,363 @@
+package engine
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/pulsehq/pulse/rules"
+)
+
+// A checkpoint is one partition's whole state plus the offset of the next
+// event to read, so a restart (or another instance, after a rebalance)
+// resumes exactly where the state stands. Layout, all integers varint
+// unless said otherwise:
+//
+//	"PULSECKP" | version u16 (big endian) | payload | crc32c(payload) u32
+//	payload: partition, next offset, rules version, clock, next sweep,
+//	         account count, accounts…
+//
+// Readers refuse other versions and bad checksums: a checkpoint is never
+// silently half-used.
+
+const (
+	checkpointMagic   = "PULSECKP"
+	checkpointVersion = 1
+)
+
+// ErrCorruptCheckpoint is wrapped by every checkpoint decoding error.
+var ErrCorruptCheckpoint = errors.New("corrupt checkpoint")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Checkpoint is the decoded header of a checkpoint.
+type Checkpoint struct {
+	Partition    int32
+	NextOffset   int64 // offset of the first event not in the state
+	RulesVersion string
+}
+
+// AppendCheckpoint appends the partition's checkpoint to b.
+func (p *Partition) AppendCheckpoint(b []byte, nextOffset int64) []byte {
+	b = append(b, checkpointMagic...)
+	b = binary.BigEndian.AppendUint16(b, checkpointVersion)
+	start := len(b)
+	e := encoder{b: b}
+	e.varint(int64(p.id))
+	e.varint(nextOffset)
+	e.string(p.rules.Version)
+	e.varint(p.clock)
+	e.varint(p.nextSweep)
+	e.uvarint(uint64(len(p.order)))
+	for _, a := range p.order {
+		e.account(a)
+	}
+	b = e.b
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// RestorePartition rebuilds a partition from a checkpoint, to evaluate rs.
+func RestorePartition(data []byte, rs *rules.Ruleset, cfg Config) (*Partition, Checkpoint, error) {
+	var cp Checkpoint
+	head := len(checkpointMagic) + 2
+	if len(data) < head+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
+		return nil, cp, fmt.Errorf("%w: not a Pulse checkpoint", ErrCorruptCheckpoint)
+	}
+	if v := binary.BigEndian.Uint16(data[len(checkpointMagic):]); v != checkpointVersion {
+		return nil, cp, fmt.Errorf("%w: version %d, this Pulse reads %d", ErrCorruptCheckpoint, v, checkpointVersion)
+	}
+	payload := data[head : len(data)-4]
+	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(data[len(data)-4:]) {
+		return nil, cp, fmt.Errorf("%w: checksum mismatch", ErrCorruptCheckpoint)
+	}
+	d := decoder{b: payload}
+	cp.Partition = int32(d.varint())
+	cp.NextOffset = d.varint()
+	cp.RulesVersion = d.string()
+	p := NewPartition(cp.Partition, rs, cfg)
+	p.clock = d.varint()
+	p.nextSweep = d.varint()
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(payload)) {
+		d.err = errors.New("account count larger than the file")
+	}
+	p.order = make([]*account, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		a := d.account(&p.interner)
+		p.accounts[xxhash.Sum64String(a.id)] = a
+		p.order = append(p.order, a)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d bytes after the last account", len(d.b))
+	}
+	if d.err != nil {
+		return nil, cp, fmt.Errorf("%w: %v", ErrCorruptCheckpoint, d.err)
+	}
+	return p, cp, nil
+}
+
+// WriteCheckpointFile writes data to path atomically: a temporary file in
+// the same directory, fsync, rename, fsync of the directory. A crash leaves
+// either the old checkpoint or the new one, never a torn file.
+func WriteCheckpointFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+type encoder struct {
+	b     []byte
+	users []user // scratch: users in hash order, so encoding is canonical
+}
+
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) f64(v float64)    { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v)) }
+func (e *encoder) u64(v uint64)     { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *encoder) string(s string) {
+	e.uvarint(uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+func (e *encoder) account(a *account) {
+	e.string(a.id)
+	for _, v := range []int64{a.firstNs, a.lastEventNs, a.lastEvalNs, int64(a.head), a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs} {
+		e.varint(v)
+	}
+	dirty := uint64(0)
+	if a.dirty {
+		dirty = 1
+	}
+	e.uvarint(dirty)
+	for _, v := range a.events {
+		e.uvarint(uint64(v))
+	}
+	for _, v := range a.api {
+		e.uvarint(uint64(v))
+	}
+	for _, v := range a.sessionMs {
+		e.uvarint(v)
+	}
+	e.users = e.users[:0]
+	for _, u := range a.users.slots {
+		if u.hash != 0 {
+			e.users = append(e.users, u)
+		}
+	}
+	slices.SortFunc(e.users, func(x, y user) int { return cmp.Compare(x.hash, y.hash) })
+	e.uvarint(uint64(len(e.users)))
+	for _, u := range e.users {
+		e.u64(u.hash)
+		e.u64(u.days)
+		e.varint(int64(u.mobileDay))
+	}
+	e.uvarint(uint64(len(a.modules)))
+	for _, m := range a.modules {
+		e.u64(m.hash)
+		e.varint(int64(m.lastDay))
+	}
+	e.uvarint(uint64(len(a.tickets)))
+	for _, t := range a.tickets {
+		e.u64(t.hash)
+		e.varint(t.openedNs)
+	}
+	e.uvarint(uint64(len(a.nps)))
+	for _, n := range a.nps {
+		e.u64(n.user)
+		e.varint(n.ts)
+		e.f64(n.value)
+	}
+	e.uvarint(uint64(len(a.seats)))
+	for _, s := range a.seats {
+		e.varint(s.ts)
+		e.f64(s.seats)
+	}
+	for i := range a.attrs {
+		e.string(a.attrs[i])
+		e.varint(a.attrTs[i])
+	}
+	e.uvarint(uint64(a.rulesState.Grade))
+	e.uvarint(uint64(len(a.rulesState.Alerts)))
+	for _, s := range a.rulesState.Alerts {
+		e.string(s.Rule)
+		firing := uint64(0)
+		if s.Firing {
+			firing = 1
+		}
+		e.uvarint(firing)
+		e.varint(s.Since)
+	}
+	e.uvarint(uint64(len(a.firing)))
+	for _, name := range a.firing {
+		e.string(name)
+	}
+}
+
+// decoder reads what encoder wrote; the first error sticks and later reads
+// return zeros, so callers check once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("truncated or malformed %s", what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	if len(d.b) < 8 {
+		d.fail("word")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) f64() float64 { return math.Float64frombits(d.u64()) }
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("string")
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) string() string { return string(d.bytes()) }
+
+// count reads a length and checks it against the bytes left (each element
+// takes at least min bytes), so a corrupt length cannot allocate wildly.
+func (d *decoder) count(min int) int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)/min) {
+		d.fail("length")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) account(in *interner) *account {
+	a := &account{id: d.string()}
+	a.idLen = uint16(len(a.id))
+	a.firstNs, a.lastEventNs, a.lastEvalNs = d.varint(), d.varint(), d.varint()
+	a.head = int32(d.varint())
+	a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs = d.varint(), d.varint(), d.varint(), d.varint()
+	a.dirty = d.uvarint() == 1
+	for i := range a.events {
+		a.events[i] = uint32(d.uvarint())
+	}
+	for i := range a.api {
+		a.api[i] = uint32(d.uvarint())
+	}
+	for i := range a.sessionMs {
+		a.sessionMs[i] = d.uvarint()
+	}
+	for range d.count(17) {
+		u, _ := a.users.get(d.u64())
+		u.days = d.u64()
+		u.mobileDay = int32(d.varint())
+	}
+	if n := d.count(9); n > 0 {
+		a.modules = make([]moduleUse, n)
+		for i := range a.modules {
+			a.modules[i] = moduleUse{hash: d.u64(), lastDay: int32(d.varint())}
+		}
+	}
+	if n := d.count(9); n > 0 {
+		a.tickets = make([]openTicket, n)
+		for i := range a.tickets {
+			a.tickets[i] = openTicket{hash: d.u64(), openedNs: d.varint()}
+		}
+	}
+	if n := d.count(17); n > 0 {
+		a.nps = make([]npsAnswer, n)
+		for i := range a.nps {
+			a.nps[i] = npsAnswer{user: d.u64(), ts: d.varint(), value: d.f64()}
+		}
+	}
+	if n := d.count(9); n > 0 {
+		a.seats = make([]seatsAt, n)
+		for i := range a.seats {
+			a.seats[i] = seatsAt{ts: d.varint(), seats: d.f64()}
+		}
+	}
+	for i := range a.attrs {
+		a.attrs[i] = in.intern(d.bytes())
+		a.attrTs[i] = d.varint()
+	}
+	a.rulesState.Grade = rules.Grade(d.uvarint())
+	if n := d.count(3); n > 0 {
+		a.rulesState.Alerts = make([]rules.AlertState, n)
+		for i := range a.rulesState.Alerts {
+			a.rulesState.Alerts[i] = rules.AlertState{Rule: d.string(), Firing: d.uvarint() == 1, Since: d.varint()}
+		}
+	}
+	if n := d.count(1); n > 0 {
+		a.firing = make([]string, n)
+		for i := range a.firing {
+			a.firing[i] = d.string()
+		}
+	}
+	if a.rulesState.Grade > rules.GradeGreen || !slices.IsSorted(a.firing) {
+		d.fail("rules state")
+	}
+	return a
+}
