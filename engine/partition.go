@@ -118,6 +118,9 @@ func (p *Partition) SetRules(rs *rules.Ruleset) {
 	p.classes = newModuleClasses(rs.Modules)
 }
 
+// Rules returns the ruleset in force.
+func (p *Partition) Rules() *rules.Ruleset { return p.rules }
+
 // Clock returns the partition's event-time clock in Unix nanoseconds.
 func (p *Partition) Clock() int64 { return p.clock }
 

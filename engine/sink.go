@@ -1,0 +1,54 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Batch is what a partition hands to the sinks after applying a run of
+// events: the alert transitions they caused, in emission order.
+type Batch struct {
+	Partition   int32
+	Transitions []rules.Transition
+}
+
+// Sink receives the outputs of the engine. Write is called by one
+// partition's goroutine at a time per partition, but different partitions
+// call it concurrently, so implementations must be safe for concurrent use.
+//
+// Write returns only once the batch is durably accepted (or fails): the
+// engine commits Kafka offsets only past batches a sink accepted, and
+// retries a failed Write with backoff, which is how a slow or failing sink
+// applies backpressure. Write must not keep b or its slices after it
+// returns.
+type Sink interface {
+	Write(ctx context.Context, b *Batch) error
+	Close(ctx context.Context) error
+}
+
+// Sinks fans a batch out to several sinks, in order; the first error stops
+// the write (it is retried whole, so sinks must tolerate a batch twice —
+// every output carries a stable id for that).
+type Sinks []Sink
+
+// Write implements Sink.
+func (s Sinks) Write(ctx context.Context, b *Batch) error {
+	for _, sink := range s {
+		if err := sink.Write(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements Sink.
+func (s Sinks) Close(ctx context.Context) error {
+	var first error
+	for _, sink := range s {
+		if err := sink.Close(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

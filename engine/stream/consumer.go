@@ -1,0 +1,231 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Start positions for a partition that has no checkpoint.
+const (
+	StartEarliest  = "earliest"  // rebuild windows from everything the topic retains
+	StartLatest    = "latest"    // only new events
+	StartCommitted = "committed" // the group's committed offset, else earliest
+)
+
+// Config configures a Consumer. Brokers, Topic, Group and CheckpointDir
+// are required; zero durations take the defaults of Defaults.
+type Config struct {
+	Brokers            []string
+	Topic              string
+	Group              string
+	Dialer             *kafka.Dialer // TLS and SASL live here
+	Start              string
+	CheckpointDir      string
+	CheckpointInterval time.Duration
+	// IdleAdvance: once a partition has had no event for this long, its
+	// clock follows the wall clock, so absence rules fire on a quiet topic.
+	// Zero leaves the clock alone (replays of historical topics).
+	IdleAdvance     time.Duration
+	DeadLetterTopic string // "" discards rejected events (they are still counted)
+	FetchMaxBytes   int
+	FetchMaxWait    time.Duration
+	Engine          engine.Config
+	Log             *slog.Logger
+	Hooks           Hooks
+	// Now is the wall clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Defaults fills unset settings.
+func (c *Config) Defaults() {
+	if c.Dialer == nil {
+		c.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	}
+	if c.Start == "" {
+		c.Start = StartEarliest
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = 30 * time.Second
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = 16 << 20
+	}
+	if c.FetchMaxWait == 0 {
+		c.FetchMaxWait = 250 * time.Millisecond
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Hooks == nil {
+		c.Hooks = NopHooks{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Consumer runs the engine for the partitions a consumer group assigns it.
+type Consumer struct {
+	cfg   Config
+	sink  engine.Sink
+	rules atomic.Pointer[rules.Ruleset]
+	dlq   *kafka.Writer
+
+	mu    sync.Mutex
+	tasks map[int32]*task // owned partitions, for queries
+	ready atomic.Bool
+}
+
+// New returns a consumer evaluating rs and writing to sink.
+func New(cfg Config, rs *rules.Ruleset, sink engine.Sink) *Consumer {
+	cfg.Defaults()
+	c := &Consumer{cfg: cfg, sink: sink, tasks: map[int32]*task{}}
+	c.rules.Store(rs)
+	if cfg.DeadLetterTopic != "" {
+		c.dlq = &kafka.Writer{
+			Addr:                   kafka.TCP(cfg.Brokers...),
+			Topic:                  cfg.DeadLetterTopic,
+			Balancer:               &kafka.Hash{},
+			RequiredAcks:           kafka.RequireAll,
+			AllowAutoTopicCreation: true,
+			BatchTimeout:           time.Millisecond,
+			Transport:              &kafka.Transport{Dial: cfg.Dialer.DialFunc, TLS: cfg.Dialer.TLS, SASL: cfg.Dialer.SASLMechanism},
+		}
+	}
+	return c
+}
+
+// SetRules swaps the ruleset; each partition picks it up before its next
+// batch.
+func (c *Consumer) SetRules(rs *rules.Ruleset) { c.rules.Store(rs) }
+
+// Rules returns the ruleset in force.
+func (c *Consumer) Rules() *rules.Ruleset { return c.rules.Load() }
+
+// Ready reports whether the consumer holds a generation and every assigned
+// partition has restored its state.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Run joins the group and processes assignments until ctx ends. It then
+// checkpoints and commits every owned partition, leaves the group and
+// returns nil.
+func (c *Consumer) Run(ctx context.Context) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                c.cfg.Group,
+		Brokers:           c.cfg.Brokers,
+		Dialer:            c.cfg.Dialer,
+		Topics:            []string{c.cfg.Topic},
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		StartOffset:       kafka.FirstOffset,
+		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.cfg.Log.Debug("kafka: " + fmt.Sprintf(f, a...)) }),
+	})
+	if err != nil {
+		return fmt.Errorf("joining group %q: %w", c.cfg.Group, err)
+	}
+	// Closing the group ends the current generation; Close waits for the
+	// tasks to checkpoint and commit before it leaves the group.
+	stop := context.AfterFunc(ctx, func() { group.Close() })
+	defer stop()
+	defer group.Close()
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				return c.closeDLQ()
+			}
+			c.cfg.Log.Warn("consumer group", "err", err)
+			continue
+		}
+		c.generation(ctx, gen)
+	}
+}
+
+func (c *Consumer) closeDLQ() error {
+	if c.dlq != nil {
+		return c.dlq.Close()
+	}
+	return nil
+}
+
+// generation starts one task per assigned partition. The tasks end when
+// the generation does (a rebalance or shutdown), after checkpointing.
+func (c *Consumer) generation(ctx context.Context, gen *kafka.Generation) {
+	assigned := gen.Assignments[c.cfg.Topic]
+	c.cfg.Log.Info("partitions assigned", "generation", gen.ID, "member", gen.MemberID, "partitions", len(assigned))
+	c.ready.Store(false)
+	var restored sync.WaitGroup
+	restored.Add(len(assigned))
+	for _, pa := range assigned {
+		t := &task{c: c, gen: gen, partition: int32(pa.ID), committed: pa.Offset, queries: make(chan query)}
+		gen.Start(func(genCtx context.Context) {
+			tctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(genCtx, cancel)
+			defer stop()
+			t.run(tctx, restored.Done)
+		})
+	}
+	go func() {
+		restored.Wait()
+		c.ready.Store(true)
+	}()
+}
+
+func (c *Consumer) register(t *task) {
+	c.mu.Lock()
+	c.tasks[t.partition] = t
+	c.mu.Unlock()
+}
+
+func (c *Consumer) unregister(t *task) {
+	c.mu.Lock()
+	if c.tasks[t.partition] == t {
+		delete(c.tasks, t.partition)
+	}
+	c.mu.Unlock()
+}
+
+// commit commits one partition's offset to the group.
+func (c *Consumer) commit(gen *kafka.Generation, partition int32, offset int64) error {
+	return gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: {int(partition): offset}})
+}
+
+// ErrNotOwned is returned by Do when no partition answered in time.
+var ErrNotOwned = errors.New("partition not owned by this instance")
+
+// Do runs fn in the goroutine of every partition this instance owns, one
+// after another in partition order, and returns once all have run (or ctx
+// ends). fn may read the partition freely; it must not keep references to
+// its states after returning.
+func (c *Consumer) Do(ctx context.Context, fn func(p *engine.Partition)) error {
+	c.mu.Lock()
+	tasks := make([]*task, 0, len(c.tasks))
+	for _, t := range c.tasks {
+		tasks = append(tasks, t)
+	}
+	c.mu.Unlock()
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].partition < tasks[j].partition })
+	for _, t := range tasks {
+		if err := t.do(ctx, fn); err != nil && !errors.Is(err, ErrNotOwned) {
+			return err
+		}
+	}
+	return nil
+}
+
+func jitter() float64 { return rand.Float64() / 2 }

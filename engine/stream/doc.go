@@ -1,0 +1,24 @@
+// Package stream runs the engine on Kafka: a consumer in a consumer group
+// that owns, for each assigned partition, one engine.Partition driven by one
+// goroutine (a task).
+//
+// Data flows per partition like this:
+//
+//	broker ─fetcher (batches)─► task: decode, Apply, dead letters
+//	                              │
+//	                              ├─► sink.Write(transitions)   (retried; backpressure)
+//	                              └─► every checkpoint_interval and on revocation:
+//	                                  checkpoint file (state + next offset), then
+//	                                  commit that offset to the group
+//
+// Offsets are committed only for events whose effects are in a checkpoint
+// and whose outputs the sinks accepted, so a crash at any point loses
+// nothing: the partition resumes from its checkpoint and re-reads what came
+// after it, and the engine's determinism makes the re-read produce the same
+// state and the same alert ids.
+//
+// On assignment a task restores its partition from the checkpoint directory
+// (shared by the instances of a group, or local for one instance); without
+// a checkpoint it starts from a configured position. A corrupt checkpoint
+// is reported, set aside and the partition rebuilt from Kafka.
+package stream

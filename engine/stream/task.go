@@ -1,0 +1,270 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// finalSaveTimeout bounds the checkpoint and commit on shutdown or
+// revocation, when sinks may be failing.
+const finalSaveTimeout = 15 * time.Second
+
+// task owns one partition for one generation: it alone touches the
+// engine.Partition, so nothing on the hot path is locked.
+type task struct {
+	c         *Consumer
+	gen       *kafka.Generation
+	partition int32
+	committed int64 // the group's committed offset, or FirstOffset
+	queries   chan query
+
+	part       *engine.Partition
+	dec        engine.Decoder
+	ev         engine.Event
+	next       int64 // offset of the next event to apply
+	checkpoint int64 // next offset as of the last checkpoint
+	counts     [engine.NumReasons]int
+	pending    []rules.Transition // taken from the partition, not yet accepted by the sink
+	dead       []kafka.Message    // rejected events not yet in the dead-letter topic
+	buf        []byte             // checkpoint encoding, reused
+	lastEvent  time.Time
+}
+
+type query struct {
+	fn   func(*engine.Partition)
+	done chan struct{}
+}
+
+func (t *task) path() string {
+	return filepath.Join(t.c.cfg.CheckpointDir, fmt.Sprintf("%s-%d.ckpt", t.c.cfg.Topic, t.partition))
+}
+
+// run restores the partition, then applies fetched batches until ctx ends;
+// it always leaves with a checkpoint and a commit of what it applied.
+func (t *task) run(ctx context.Context, restored func()) {
+	cfg := &t.c.cfg
+	log := cfg.Log.With("partition", t.partition)
+	start := t.restore(log)
+	restored()
+	t.c.register(t)
+	cfg.Hooks.Assigned(t.partition, t.part.Len() > 0 || t.checkpoint >= 0)
+	defer func() {
+		t.c.unregister(t)
+		// Shutdown and revocation end here: the state is checkpointed and
+		// the offset committed before the partition is let go.
+		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
+		defer cancel()
+		if err := t.save(final); err != nil {
+			log.Error("final checkpoint failed; the next owner re-reads from the last one", "err", err)
+		}
+		cfg.Hooks.Revoked(t.partition)
+	}()
+
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	f := &fetcher{cfg: cfg, partition: int(t.partition), log: log, out: make(chan *chunk, 4)}
+	go f.run(fetchCtx, start)
+
+	ticker := time.NewTicker(min(cfg.CheckpointInterval, time.Second))
+	defer ticker.Stop()
+	lastSave := cfg.Now()
+	t.lastEvent = cfg.Now()
+	for {
+		select {
+		case c, ok := <-f.out:
+			if !ok {
+				return
+			}
+			if err := t.apply(ctx, c); err != nil {
+				return // ctx ended while a sink kept failing
+			}
+			cfg.Hooks.Lag(cfg.Topic, t.partition, max(c.hwm-t.next, 0))
+		case q := <-t.queries:
+			q.fn(t.part)
+			close(q.done)
+		case now := <-ticker.C:
+			if cfg.IdleAdvance > 0 && now.Sub(t.lastEvent) >= cfg.IdleAdvance {
+				t.part.AdvanceTo(now.UnixNano())
+				if err := t.flush(ctx); err != nil {
+					return
+				}
+			}
+			if now.Sub(lastSave) >= cfg.CheckpointInterval {
+				if err := t.save(ctx); err != nil {
+					log.Error("checkpoint failed; offsets stay where they were", "err", err)
+				}
+				lastSave = now
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// restore loads the partition's checkpoint, or starts it empty. It returns
+// the offset to fetch from (negative: kafka.FirstOffset/LastOffset).
+func (t *task) restore(log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) int64 {
+	cfg := &t.c.cfg
+	rs := t.c.rules.Load()
+	t.checkpoint = -1
+	data, err := os.ReadFile(t.path())
+	if err == nil {
+		p, cp, err := engine.RestorePartition(data, rs, cfg.Engine)
+		if err == nil && cp.Partition == t.partition {
+			t.part, t.next, t.checkpoint = p, cp.NextOffset, cp.NextOffset
+			log.Info("restored from checkpoint", "accounts", p.Len(), "offset", cp.NextOffset)
+			return cp.NextOffset
+		}
+		if err == nil {
+			err = fmt.Errorf("%w: it holds partition %d", engine.ErrCorruptCheckpoint, cp.Partition)
+		}
+		// Never use it, never lose it: keep the file aside for a post-mortem.
+		aside := t.path() + ".corrupt"
+		os.Rename(t.path(), aside)
+		log.Error("checkpoint unusable; rebuilding the partition from Kafka", "err", err, "moved_to", aside)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		log.Error("checkpoint unreadable; rebuilding the partition from Kafka", "err", err)
+	}
+	t.part = engine.NewPartition(t.partition, rs, cfg.Engine)
+	start := int64(kafka.FirstOffset)
+	switch cfg.Start {
+	case StartLatest:
+		start = kafka.LastOffset
+	case StartCommitted:
+		if t.committed >= 0 {
+			start = t.committed
+		}
+	}
+	t.next = start
+	log.Info("no checkpoint; starting fresh", "start", cfg.Start)
+	return start
+}
+
+// apply decodes and applies one fetched batch, then hands its outputs to
+// the sink (retrying until it accepts: backpressure).
+func (t *task) apply(ctx context.Context, c *chunk) error {
+	cfg := &t.c.cfg
+	if rs := t.c.rules.Load(); rs != nil && rs != t.part.Rules() {
+		t.part.SetRules(rs)
+	}
+	began := time.Now()
+	wall := cfg.Now().UnixNano()
+	var newest int64
+	for i, v := range c.values {
+		reason := t.dec.Decode(v, &t.ev)
+		if reason == engine.ReasonOK {
+			reason = t.part.Apply(&t.ev, wall)
+			newest = max(newest, t.ev.Ts)
+		}
+		t.counts[reason]++
+		if reason != engine.ReasonOK && t.c.dlq != nil {
+			t.dead = append(t.dead, kafka.Message{Value: v, Headers: []kafka.Header{
+				{Key: "pulse-reason", Value: []byte(reason.String())},
+				{Key: "pulse-source", Value: fmt.Appendf(nil, "%s/%d/%d", cfg.Topic, t.partition, c.offsets[i])},
+			}})
+		}
+	}
+	if len(c.values) > 0 {
+		t.lastEvent = cfg.Now()
+		t.next = c.next
+	} else if t.next < 0 {
+		t.next = c.next // an empty partition: the position the fetch resolved
+	}
+	for r, n := range t.counts {
+		if n > 0 {
+			cfg.Hooks.Events(t.partition, engine.Reason(r), n)
+			t.counts[r] = 0
+		}
+	}
+	cfg.Hooks.Applied(t.partition, len(c.values), time.Since(began), newest)
+	return t.flush(ctx)
+}
+
+// flush writes pending transitions and dead letters, retrying with backoff
+// until they are accepted or ctx ends. What is not accepted stays pending,
+// and save will not checkpoint past it.
+func (t *task) flush(ctx context.Context) error {
+	cfg := &t.c.cfg
+	t.pending = append(t.pending, t.part.TakeTransitions()...)
+	b := newBackoff(100*time.Millisecond, 10*time.Second)
+	for len(t.pending) > 0 {
+		err := t.c.sink.Write(ctx, &engine.Batch{Partition: t.partition, Transitions: t.pending})
+		if err == nil {
+			clear(t.pending)
+			t.pending = t.pending[:0]
+			break
+		}
+		cfg.Hooks.SinkFailed(err)
+		cfg.Log.Warn("sink write failed; retrying", "partition", t.partition, "err", err)
+		if b.wait(ctx); ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	b.reset()
+	for len(t.dead) > 0 {
+		err := t.c.dlq.WriteMessages(ctx, t.dead...)
+		if err == nil {
+			cfg.Hooks.DeadLettered(len(t.dead))
+			clear(t.dead)
+			t.dead = t.dead[:0]
+			break
+		}
+		cfg.Log.Warn("dead-letter write failed; retrying", "partition", t.partition, "err", err)
+		if b.wait(ctx); ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// save checkpoints the partition and commits its offset, in that order:
+// a crash between the two leaves a checkpoint ahead of the commit, which
+// is safe (the next owner resumes from the checkpoint).
+func (t *task) save(ctx context.Context) error {
+	cfg := &t.c.cfg
+	if t.next < 0 || t.next == t.checkpoint {
+		return nil
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	began := time.Now()
+	t.buf = t.part.AppendCheckpoint(t.buf[:0], t.next)
+	err := engine.WriteCheckpointFile(t.path(), t.buf)
+	cfg.Hooks.Checkpointed(t.partition, len(t.buf), time.Since(began), err)
+	if err != nil {
+		return err
+	}
+	t.checkpoint = t.next
+	return t.c.commit(t.gen, t.partition, t.next)
+}
+
+// do runs fn on the partition's goroutine.
+func (t *task) do(ctx context.Context, fn func(*engine.Partition)) error {
+	q := query{fn: fn, done: make(chan struct{})}
+	select {
+	case t.queries <- q:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+		return ErrNotOwned
+	}
+	select {
+	case <-q.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
