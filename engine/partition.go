@@ -188,13 +188,8 @@ func (p *Partition) advance(t int64) {
 func (p *Partition) sweep(t int64) {
 	horizon := t - int64(p.cfg.Retention)
 	kept := p.order[:0]
-	fresh := t - int64(p.cfg.EvalInterval)
 	for _, a := range p.order {
-		// An account its events evaluated within the last eval_interval is
-		// as fresh as a sweep would make it.
-		if a.lastEvalNs <= fresh || a.dirty {
-			p.evaluate(a, t)
-		}
+		p.evaluate(a, t)
 		if a.lastEventNs < horizon {
 			p.evict(a, t)
 			continue
@@ -255,6 +250,25 @@ func (p *Partition) States(fn func(*AccountState)) {
 	for _, a := range p.order {
 		s := p.state(a)
 		fn(&s)
+	}
+}
+
+// FiringAlert is one firing alert of an account, for listings.
+type FiringAlert struct {
+	AccountID string
+	Rule      string
+	Since     int64 // episode start, Unix nanoseconds of event time
+	ID        string
+}
+
+// Firing calls fn for every firing alert of every account.
+func (p *Partition) Firing(fn func(FiringAlert)) {
+	for _, a := range p.order {
+		for _, st := range a.rulesState.Alerts {
+			if st.Firing {
+				fn(FiringAlert{AccountID: a.id, Rule: st.Rule, Since: st.Since, ID: rules.AlertID(a.id, st.Rule, st.Since)})
+			}
+		}
 	}
 }
 

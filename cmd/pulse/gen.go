@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pulsehq/pulse/engine/synth"
@@ -20,6 +23,8 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same stream")
 	endFlag := fs.String("end", "", "end of the period, RFC 3339 (default: today 00:00 UTC); the last day generated is the one before")
 	out := fs.String("out", "-", "output JSONL file, - for standard output")
+	brokers := fs.String("kafka", "", "produce to these Kafka brokers (comma-separated) instead of writing JSONL")
+	topic := fs.String("topic", "events", "topic for --kafka")
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err)
 	}
@@ -35,6 +40,10 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		end = t.UTC()
 	}
+	g := synth.New(synth.Options{Accounts: *accounts, Days: *days, Seed: *seed, End: end})
+	if *brokers != "" {
+		return genToKafka(g, strings.Split(*brokers, ","), *topic)
+	}
 	w := stdout
 	if *out != "-" {
 		f, err := os.Create(*out)
@@ -45,7 +54,6 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		w = f
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	g := synth.New(synth.Options{Accounts: *accounts, Days: *days, Seed: *seed, End: end})
 	var werr error
 	for d := range g.Days() {
 		g.Day(d, func(line []byte) {
@@ -59,4 +67,29 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// genToKafka produces the stream to a topic, partitioned by account.
+func genToKafka(g *synth.Generator, brokers []string, topic string) error {
+	p := newProducer(brokers, topic)
+	defer p.Close()
+	ctx := context.Background()
+	var batch [][]byte
+	for d := range g.Days() {
+		var err error
+		g.Day(d, func(line []byte) {
+			batch = append(batch, bytes.Clone(line))
+			if len(batch) == 20000 && err == nil {
+				err = p.write(ctx, batch)
+				batch = batch[:0]
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(batch) > 0 {
+		return p.write(ctx, batch)
+	}
+	return nil
 }

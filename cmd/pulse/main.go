@@ -12,9 +12,11 @@ import (
 const usage = `pulse — real-time customer health
 
 Usage:
+  pulse run [--config FILE] [--listen ADDR]
   pulse replay --rules FILE --events FILE|- [--at RFC3339] [--transitions]
   pulse rules check FILE
-  pulse gen [--accounts N] [--days D] [--seed S] [--end RFC3339] [--out FILE]
+  pulse gen [--accounts N] [--days D] [--seed S] [--end RFC3339] [--out FILE | --kafka BROKERS --topic T]
+  pulse broker [--port 9092] [--partitions 8] [--topics events]
 
 Run "pulse COMMAND -h" for a command's flags.
 `
@@ -34,6 +36,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "run":
+		err = runCmd(args[1:], stderr)
+	case "broker":
+		err = brokerCmd(args[1:], stdout, stderr)
 	case "replay":
 		err = replayCmd(args[1:], stdin, stdout, stderr)
 	case "rules":

@@ -41,9 +41,12 @@ type Config struct {
 	DeadLetterTopic string // "" discards rejected events (they are still counted)
 	FetchMaxBytes   int
 	FetchMaxWait    time.Duration
-	Engine          engine.Config
-	Log             *slog.Logger
-	Hooks           Hooks
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating (a crashed instance) before handing its partitions on.
+	SessionTimeout time.Duration
+	Engine         engine.Config
+	Log            *slog.Logger
+	Hooks          Hooks
 	// Now is the wall clock; tests may replace it.
 	Now func() time.Time
 }
@@ -61,6 +64,9 @@ func (c *Config) Defaults() {
 	}
 	if c.FetchMaxBytes == 0 {
 		c.FetchMaxBytes = 16 << 20
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
 	}
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = 250 * time.Millisecond
@@ -128,8 +134,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		Dialer:            c.cfg.Dialer,
 		Topics:            []string{c.cfg.Topic},
 		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
+		SessionTimeout:    c.cfg.SessionTimeout,
+		RebalanceTimeout:  c.cfg.SessionTimeout,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		StartOffset:       kafka.FirstOffset,
 		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.cfg.Log.Debug("kafka: " + fmt.Sprintf(f, a...)) }),

@@ -15,6 +15,9 @@ type chunk struct {
 	offsets []int64
 	next    int64 // offset after the last message (or where the fetch stood)
 	hwm     int64 // high-water mark: next offset the broker will write
+	// reset says the partition's log restarted below the state's offset
+	// (the topic was recreated): the state must be rebuilt from scratch.
+	reset bool
 }
 
 // fetcher reads one partition with a plain connection to its leader and
@@ -96,11 +99,7 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 		c.next, c.hwm = offset, batch.HighWaterMark()
 		err := batch.Close()
 		if errors.Is(err, kafka.OffsetOutOfRange) {
-			// The broker no longer has (or not yet has) this offset:
-			// retention deleted what the checkpoint pointed at. Resume at
-			// the earliest retained event; what was deleted is gone.
-			f.log.Error("offset out of range; resuming at the earliest retained offset", "partition", f.partition, "offset", offset)
-			return kafka.FirstOffset, err
+			return f.outOfRange(ctx, conn, offset)
 		}
 		if len(c.values) > 0 || err == nil {
 			select {
@@ -113,6 +112,30 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 			return offset, err
 		}
 	}
+}
+
+// outOfRange handles an offset the broker does not have. Below the log
+// start, retention deleted events the state never saw: resume at the log
+// start (those events are gone). Above the log end, the topic restarted
+// (recreated, or an in-memory broker restarted): the state describes
+// another log, so the task must rebuild it from the start.
+func (f *fetcher) outOfRange(ctx context.Context, conn *kafka.Conn, offset int64) (int64, error) {
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return offset, err
+	}
+	reset := offset > last
+	if reset {
+		f.log.Error("partition log restarted below the checkpoint; rebuilding its state from the start", "partition", f.partition, "offset", offset, "log_end", last)
+	} else {
+		f.log.Error("events deleted by retention before they were applied; resuming at the log start", "partition", f.partition, "offset", offset, "log_start", first)
+	}
+	select {
+	case f.out <- &chunk{next: first, hwm: last, reset: reset}:
+	case <-ctx.Done():
+		return offset, ctx.Err()
+	}
+	return first, kafka.OffsetOutOfRange
 }
 
 func isTimeout(err error) bool {

@@ -65,17 +65,8 @@ func generate(accounts, days int) [][]byte {
 }
 
 func fences() [][]byte {
-	var out [][]byte
-	for p := range partitions {
-		for i := 0; ; i++ {
-			id := fmt.Sprintf("fence-%d-%d", p, i)
-			if engine.PartitionOf([]byte(id), partitions) == p {
-				out = append(out, fmt.Appendf(nil, `{"ts":%q,"account_id":%q,"type":"account","attrs":{"stage":"fence"}}`, streamEnd.Format(time.RFC3339), id))
-				break
-			}
-		}
-	}
-	return out
+	_, lines := synth.Fences(streamEnd, partitions, engine.PartitionOf)
+	return lines
 }
 
 func produce(t testing.TB, brokers []string, lines [][]byte) {

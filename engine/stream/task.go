@@ -156,6 +156,12 @@ func (t *task) restore(log interface {
 // the sink (retrying until it accepts: backpressure).
 func (t *task) apply(ctx context.Context, c *chunk) error {
 	cfg := &t.c.cfg
+	if c.reset {
+		t.part = engine.NewPartition(t.partition, t.c.rules.Load(), cfg.Engine)
+		t.pending = t.pending[:0]
+		t.next, t.checkpoint = c.next, -1
+		return nil
+	}
 	if rs := t.c.rules.Load(); rs != nil && rs != t.part.Rules() {
 		t.part.SetRules(rs)
 	}
@@ -179,8 +185,8 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 	if len(c.values) > 0 {
 		t.lastEvent = cfg.Now()
 		t.next = c.next
-	} else if t.next < 0 {
-		t.next = c.next // an empty partition: the position the fetch resolved
+	} else if c.next > t.next {
+		t.next = c.next // the position an empty fetch resolved, or the log start after retention
 	}
 	for r, n := range t.counts {
 		if n > 0 {

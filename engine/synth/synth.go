@@ -1,7 +1,9 @@
 package synth
 
 import (
+	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -229,10 +231,14 @@ func (a *Account) activity(d, n int) float64 {
 	return 1
 }
 
-// Day appends day d's events (0 = the first day) to w's buffer and calls
-// emit with each JSON line, in time order. The line is valid until emit
-// returns.
+// Day generates day d's events (0 = the first day) and calls emit with
+// each JSON line, in time order. The line is valid until emit returns.
 func (g *Generator) Day(d int, emit func(line []byte)) {
+	g.DayWithTimes(d, func(_ int64, l []byte) { emit(l) })
+}
+
+// DayWithTimes is Day that also passes each event's ts (Unix nanoseconds).
+func (g *Generator) DayWithTimes(d int, emit func(ts int64, line []byte)) {
 	g.buf = g.buf[:0]
 	g.lines = g.lines[:0]
 	for _, a := range g.accounts {
@@ -240,8 +246,53 @@ func (g *Generator) Day(d int, emit func(line []byte)) {
 	}
 	slices.SortStableFunc(g.lines, func(x, y line) int { return cmp.Compare(x.ts, y.ts) })
 	for _, l := range g.lines {
-		emit(g.buf[l.start:l.end])
+		emit(l.ts, g.buf[l.start:l.end])
 	}
+}
+
+// Live plays the stream in simulated time, for a live demo: the simulation
+// starts at the beginning of the period and runs speed times faster than
+// the wall clock until it catches up with it, then in real time, so no
+// event is ever ahead of the wall clock. emit receives, in order, the
+// lines the simulation has passed since its last call; they are valid
+// until it returns. Live returns when the period is over or ctx ends.
+func (g *Generator) Live(ctx context.Context, speed float64, now func() time.Time, emit func(lines [][]byte) error) error {
+	wall0 := now()
+	sim := func() int64 {
+		w := now()
+		t := g.start.Add(time.Duration(float64(w.Sub(wall0)) * speed))
+		return min(t.UnixNano(), w.UnixNano())
+	}
+	type pending struct {
+		ts   int64
+		line []byte
+	}
+	var day []pending
+	var batch [][]byte
+	for d := range g.opts.Days {
+		day = day[:0]
+		g.DayWithTimes(d, func(ts int64, l []byte) { day = append(day, pending{ts, bytes.Clone(l)}) })
+		for len(day) > 0 {
+			t := sim()
+			batch = batch[:0]
+			for len(day) > 0 && day[0].ts <= t {
+				batch = append(batch, day[0].line)
+				day = day[1:]
+			}
+			if len(batch) > 0 {
+				if err := emit(batch); err != nil {
+					return err
+				}
+				continue
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 func (g *Generator) accountDay(a *Account, d int) {
@@ -412,4 +463,23 @@ func (g *Generator) accountEvent(ts int64, a *Account, seats int, full bool) {
 	}
 	g.buf = append(g.buf, '}')
 	g.end(ts, s)
+}
+
+// Fences returns one account event per partition at ts, for a partition
+// count and a partitioner (engine.PartitionOf): appended to a stream, they
+// move every partition's clock to ts, so a daemon's partitions and a
+// replay end at the same time, and a consumer has applied everything once
+// it has seen every fence.
+func Fences(ts time.Time, partitions int, partitionOf func(account []byte, partitions int) int) (ids []string, lines [][]byte) {
+	for p := range partitions {
+		for i := 0; ; i++ {
+			id := fmt.Sprintf("fence-%d-%d", p, i)
+			if partitionOf([]byte(id), partitions) == p {
+				ids = append(ids, id)
+				lines = append(lines, fmt.Appendf(nil, `{"ts":%q,"account_id":%q,"type":"account","attrs":{"stage":"fence"}}`, ts.UTC().Format(time.RFC3339Nano), id))
+				break
+			}
+		}
+	}
+	return ids, lines
 }

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/engine/synth"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// The daemon tests run the real pulse binary, built once, as separate
+// processes, so they can be killed abruptly.
+var pulseBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pulse-bin-")
+	if err != nil {
+		panic(err)
+	}
+	pulseBin = filepath.Join(dir, "pulse")
+	if out, err := exec.Command("go", "build", "-o", pulseBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building pulse: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a pulse process whose output goes to a log file.
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startPulse(t testing.TB, args ...string) *proc {
+	t.Helper()
+	logf, err := os.CreateTemp(t.TempDir(), "pulse-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pulseBin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: logf.Name()}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (p *proc) stop(t testing.TB) int {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(40 * time.Second):
+		t.Fatalf("pulse did not stop within 40 s after SIGTERM; log:\n%s", p.output())
+		return -1
+	}
+}
+
+func (p *proc) output() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func httpGet(url string) (int, []byte) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func startBrokerProcess(t testing.TB) string {
+	port := freePort(t)
+	startPulse(t, "broker", "--port", fmt.Sprint(port), "--partitions", "8", "--topics", "events")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitUntil(t, "the broker", 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+var streamEnd = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+
+// fencedStream is a generated stream followed by one fence per partition.
+func fencedStream(accounts, days int) (lines [][]byte, fenceIDs []string) {
+	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: 9, End: streamEnd})
+	for d := range g.Days() {
+		g.Day(d, func(l []byte) { lines = append(lines, bytes.Clone(l)) })
+	}
+	ids, fences := synth.Fences(streamEnd, 8, engine.PartitionOf)
+	return append(lines, fences...), ids
+}
+
+func writeConfig(t testing.TB, dir, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, "pulse.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// replayed returns what `pulse replay` says of lines: states (one JSON
+// object each, sorted by account) and transitions (sorted).
+func replayed(t testing.TB, lines [][]byte) (states, transitions []string) {
+	data, _ := os.ReadFile(exampleRules)
+	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := engine.NewReplayer(rs, engine.Config{}, 8, 0, 0)
+	for i, l := range lines {
+		r.Line(i+1, l)
+	}
+	r.Finish()
+	r.EachState(func(s *engine.AccountState) { states = append(states, string(s.AppendJSON(nil))) })
+	for _, tr := range r.Transitions() {
+		transitions = append(transitions, string(engine.AppendTransitionJSON(nil, &tr)))
+	}
+	slices.Sort(transitions)
+	return states, transitions
+}
+
+// apiStates returns every account state the daemon serves, sorted by id.
+func apiStates(t testing.TB, base string) []string {
+	code, body := httpGet(base + "/api/accounts?limit=1000")
+	if code != 200 {
+		t.Fatalf("/api/accounts: %d %s", code, body)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatalf("/api/accounts is not a JSON array: %v", err)
+	}
+	var out []string
+	for _, r := range raw {
+		out = append(out, string(r))
+	}
+	slices.SortFunc(out, func(a, b string) int { return strings.Compare(accountOf(a), accountOf(b)) })
+	return out
+}
+
+func accountOf(state string) string {
+	var s struct {
+		ID string `json:"account_id"`
+	}
+	json.Unmarshal([]byte(state), &s)
+	return s.ID
+}
+
+func sameLines(t testing.TB, what string, got, want []string) {
+	t.Helper()
+	if len(want) == 0 {
+		t.Fatalf("%s: nothing to compare", what)
+	}
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Fatalf("%s differ (%d vs %d); first difference:\n got %.500s\nwant %.500s", what, len(got), len(want), got[i], want[i])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d, want %d", what, len(got), len(want))
+	}
+}
+
+// Crash equivalence: the daemon is killed abruptly (SIGKILL, no shutdown)
+// at several points while the stream arrives, restarted each time, and
+// ends with the account states and the transitions of `pulse replay` on the
+// same events. Transitions re-sent after a crash carry the same alert ids
+// and contents, so the deduplicated set is exact.
+func TestDaemonSurvivesKillsAndMatchesReplay(t *testing.T) {
+	broker := startBrokerProcess(t)
+	lines, fenceIDs := fencedStream(60, 35)
+	dir := t.TempDir()
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	transitionsFile := filepath.Join(dir, "transitions.jsonl")
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+listen: 127.0.0.1:%d
+rules: %s
+kafka: {brokers: [%s], topic: events, group: crash-test, session_timeout: 6s}
+engine: {idle_advance: "0"}
+checkpoint: {dir: %s, interval: 100ms}
+output: {transitions_file: %s}
+`, port, exampleRules, broker, filepath.Join(dir, "ckpt"), transitionsFile))
+
+	p := newProducer([]string{broker}, "events")
+	defer p.Close()
+	// Each part is produced in small slices to a running daemon, which is
+	// killed part-way through the part, wherever it then stands (applying,
+	// writing the transitions file, checkpointing or committing).
+	parts := 4
+	size := len(lines)/parts + 1
+	for i := 0; i+size < len(lines); i += size {
+		d := startPulse(t, "run", "--config", cfg)
+		waitUntil(t, "the daemon to own partitions", 60*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+		part := lines[i : i+size]
+		slice := len(part)/20 + 1
+		killAt := 5 + 5*(i/size) // a different point each time
+		for j, k := 0, 0; j < len(part); j, k = j+slice, k+1 {
+			if k == killAt {
+				d.kill() // SIGKILL: no final checkpoint, no commit, no goodbye
+				t.Logf("killed during part %d, slice %d: checkpoints hold %d of %d events", i/size+1, k, checkpointed(t, filepath.Join(dir, "ckpt")), i+j)
+			}
+			if err := p.write(context.Background(), part[j:min(j+slice, len(part))]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := p.write(context.Background(), lines[(parts-1)*size:]); err != nil {
+		t.Fatal(err)
+	}
+	d := startPulse(t, "run", "--config", cfg)
+	waitUntil(t, "every partition's fence", 90*time.Second, func() bool {
+		for _, id := range fenceIDs {
+			if code, _ := httpGet(base + "/api/accounts/" + id); code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	wantStates, wantTransitions := replayed(t, lines)
+	sameLines(t, "states", apiStates(t, base), wantStates)
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, d.output())
+	}
+	data, _ := os.ReadFile(transitionsFile)
+	got := strings.Split(strings.TrimSpace(string(data)), "\n")
+	slices.Sort(got)
+	sameLines(t, "transitions", slices.Compact(got), wantTransitions)
+}
+
+// Rules reload while running, by POST /-/reload and SIGHUP: a good file
+// takes effect, a bad one is refused with its reason and the old rules stay.
+func TestRulesReload(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	orig, _ := os.ReadFile(exampleRules)
+	os.WriteFile(rulesFile, orig, 0o644)
+	port, kport := freePort(t), freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+listen: 127.0.0.1:%d
+rules: %s
+embedded: {listen: 127.0.0.1:%d, demo: {enabled: true, accounts: 20, history_days: 5, speed: 100000}}
+checkpoint: {dir: %s}
+output: {transitions_file: ""}
+`, port, rulesFile, kport, filepath.Join(dir, "ckpt")))
+	d := startPulse(t, "run", "--config", cfg)
+	waitUntil(t, "readiness", 30*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+	metric := func(name string) bool { _, b := httpGet(base + "/metrics"); return bytes.Contains(b, []byte(name)) }
+	post := func() (int, string) {
+		resp, err := http.Post(base+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	os.WriteFile(rulesFile, append(bytes.Clone(orig), "\n  - {name: brand_new_rule, when: dau > 100000}\n"...), 0o644)
+	if code, body := post(); code != 200 {
+		t.Fatalf("good reload: %d %s", code, body)
+	}
+	if !metric(`rule="brand_new_rule"`) {
+		t.Fatal("the reloaded rule is not in force")
+	}
+	os.WriteFile(rulesFile, []byte("alerts:\n  - name: broken\n    when: nosuch > 1\n"), 0o644)
+	code, body := post()
+	if code != 400 || !strings.Contains(body, "rules.yaml:3: alerts[0].when: unknown metric") {
+		t.Fatalf("bad reload: %d %s", code, body)
+	}
+	if !metric(`rule="brand_new_rule"`) || !metric(`pulse_rules_reloads_total{result="error"} 1`) {
+		t.Fatal("a refused reload changed the rules in force")
+	}
+	os.WriteFile(rulesFile, orig, 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "the SIGHUP reload", 10*time.Second, func() bool { return !metric(`rule="brand_new_rule"`) })
+	if !metric(`pulse_rules_reloads_total{result="ok"} 2`) {
+		t.Fatal("SIGHUP reload not counted")
+	}
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// checkpointed sums the next offsets of the checkpoints in dir: how many
+// events their states hold.
+func checkpointed(t testing.TB, dir string) int64 {
+	data, _ := os.ReadFile(exampleRules)
+	rs, _ := rules.Load(exampleRules, data, rules.LoadOptions{})
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ckpt"))
+	var n int64
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if _, cp, err := engine.RestorePartition(b, rs, engine.Config{}); err == nil {
+			n += cp.NextOffset
+		}
+	}
+	return n
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/engine/stream"
+	"github.com/pulsehq/pulse/engine/synth"
+	"github.com/pulsehq/pulse/sinks/file"
+	"github.com/pulsehq/pulse/sinks/prom"
+	"github.com/pulsehq/pulse/sinks/web"
+)
+
+// shutdownTimeout bounds a graceful stop: stop fetching, flush sinks,
+// checkpoint, commit, leave the group.
+const shutdownTimeout = 30 * time.Second
+
+// runCmd is `pulse run`: the daemon. It returns when SIGINT or SIGTERM has
+// stopped it cleanly.
+func runCmd(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration file (YAML); none runs the embedded default: in-process broker and synthetic load")
+	listen := fs.String("listen", "", "HTTP address (overrides the config's listen)")
+	if err := fs.Parse(args); err != nil {
+		return errors.Join(errUsage, err)
+	}
+	rc, err := loadConfig(*configFile, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		rc.file.Listen = *listen
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(rc.logLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	rs, err := loadRules(rc.file.Rules)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(rc.stream.CheckpointDir, 0o755); err != nil {
+		return fmt.Errorf("checkpoint.dir: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if rc.embedded {
+		// The embedded broker keeps its log in memory: a new one starts
+		// empty, so checkpoints of an earlier run describe a log that is
+		// gone.
+		old, _ := filepath.Glob(filepath.Join(rc.stream.CheckpointDir, "*.ckpt"))
+		for _, f := range old {
+			os.Remove(f)
+		}
+		cluster, err := startEmbeddedBroker(rc)
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		log.Info("embedded Kafka-protocol broker", "addr", rc.file.Embedded.Listen, "topic", rc.stream.Topic, "partitions", rc.file.Embedded.Partitions)
+		if d := rc.file.Embedded.Demo; d.Enabled {
+			go func() {
+				if err := runDemo(ctx, rc.stream.Brokers, rc.stream.Topic, d, log); err != nil && ctx.Err() == nil {
+					log.Error("demo load stopped", "err", err)
+				}
+			}()
+		}
+	}
+
+	metrics := prom.New("output")
+	sinks := engine.Sinks{}
+	if path := rc.file.Output.TransitionsFile; path != "" {
+		if path != "-" {
+			os.MkdirAll(filepath.Dir(path), 0o755)
+		}
+		f, err := file.Open(path)
+		if err != nil {
+			return fmt.Errorf("output.transitions_file: %w", err)
+		}
+		sinks = append(sinks, f)
+	}
+	sinks = append(sinks, metrics.Sink())
+	rc.stream.Hooks = metrics
+	rc.stream.Log = log
+	consumer := stream.New(rc.stream, rs, sinks)
+	metrics.Registry().MustRegister(prom.Aggregates{Source: consumer})
+
+	reload := func() error {
+		next, err := loadRules(rc.file.Rules)
+		metrics.RulesReloaded(err)
+		if err != nil {
+			log.Error("rules reload refused; the old rules stay", "file", rc.file.Rules, "err", err)
+			return err
+		}
+		consumer.SetRules(next)
+		log.Info("rules reloaded", "file", rc.file.Rules, "version", next.Version, "alerts", len(next.Alerts))
+		return nil
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			reload()
+		}
+	}()
+
+	srv := &http.Server{
+		Handler:           (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", rc.file.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("serving", "url", "http://"+ln.Addr().String()+"/")
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(ctx) }()
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-ctx.Done():
+		log.Info("stopping: checkpointing and committing every partition")
+		select {
+		case runErr = <-done:
+		case <-time.After(shutdownTimeout):
+			runErr = fmt.Errorf("did not stop within %v", shutdownTimeout)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := sinks.Close(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// startEmbeddedBroker runs an in-process Kafka-protocol broker (kfake) with
+// the events topic (and the dead-letter topic, if set).
+func startEmbeddedBroker(rc *runConfig) (*kfake.Cluster, error) {
+	_, port, err := net.SplitHostPort(rc.file.Embedded.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded.listen: %w", err)
+	}
+	var p int
+	fmt.Sscan(port, &p)
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(int32(rc.file.Embedded.Partitions), rc.stream.Topic),
+		kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(rc.file.Embedded.Partitions)}
+	if rc.stream.DeadLetterTopic != "" {
+		opts = append(opts, kfake.SeedTopics(1, rc.stream.DeadLetterTopic))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker on %s: %w", rc.file.Embedded.Listen, err)
+	}
+	return c, nil
+}
+
+// runDemo feeds the topic a live synthetic load: history_days of history
+// replayed speed× faster than real time, then live.
+func runDemo(ctx context.Context, brokers []string, topic string, d demoConfig, log *slog.Logger) error {
+	end := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)
+	g := synth.New(synth.Options{Accounts: d.Accounts, Days: d.HistoryDays + 1, Seed: d.Seed, End: end})
+	w := newProducer(brokers, topic)
+	defer w.Close()
+	log.Info("demo load", "accounts", d.Accounts, "history_days", d.HistoryDays, "speed", d.Speed)
+	return g.Live(ctx, d.Speed, time.Now, func(lines [][]byte) error { return w.write(ctx, lines) })
+}

@@ -1,0 +1,152 @@
+// Package prom exports Pulse to Prometheus: the consumer's health through
+// the stream.Hooks it implements, alert transitions through the
+// engine.Sink it implements, and bounded aggregates of the account states
+// (accounts per grade and depth, firing alerts per rule, a score histogram)
+// computed at scrape time. No metric has a per-account label.
+package prom
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Source gives scrape-time access to the partitions an instance owns.
+type Source interface {
+	Do(ctx context.Context, fn func(*engine.Partition)) error
+	Rules() *rules.Ruleset
+}
+
+// Metrics holds Pulse's collectors. Its methods are safe for concurrent use.
+type Metrics struct {
+	reg         *prometheus.Registry
+	events      *prometheus.CounterVec
+	lag         *prometheus.GaugeVec
+	processing  prometheus.Histogram
+	eventAge    *prometheus.GaugeVec
+	checkpoints *prometheus.CounterVec
+	ckptSeconds prometheus.Histogram
+	ckptBytes   *prometheus.GaugeVec
+	owned       *prometheus.GaugeVec
+	sinkErrors  *prometheus.CounterVec
+	deadLetters prometheus.Counter
+	transitions *prometheus.CounterVec
+	reloads     *prometheus.CounterVec
+	sinkName    string
+	now         func() time.Time
+}
+
+// New registers Pulse's metrics, the Go runtime's and the process's.
+// sinkName labels sink failures reported through the hooks.
+func New(sinkName string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), sinkName: sinkName, now: time.Now}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_events_total", Help: "Events read, by result (ok, invalid, late, future) and, for invalid, reason."}, []string{"result", "reason"})
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_kafka_lag", Help: "Messages of a partition not yet applied."}, []string{"topic", "partition"})
+	m.processing = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulse_processing_seconds", Help: "Time to decode, apply and evaluate one fetched batch.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)})
+	m.eventAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_event_age_seconds", Help: "Wall clock minus the event time of the newest event applied, per partition: how far behind real time the engine is."}, []string{"partition"})
+	m.checkpoints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_checkpoints_total", Help: "Partition checkpoints written, by result."}, []string{"result"})
+	m.ckptSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulse_checkpoint_seconds", Help: "Time to encode and durably write one partition checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
+	m.ckptBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_checkpoint_bytes", Help: "Size of the last checkpoint of a partition."}, []string{"partition"})
+	m.owned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_partition_owned", Help: "1 while this instance owns the partition."}, []string{"partition"})
+	m.sinkErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_sink_errors_total", Help: "Failed sink writes (each is retried)."}, []string{"sink"})
+	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_dead_letters_total", Help: "Rejected events written to the dead-letter topic."})
+	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_alert_transitions_total", Help: "Alert transitions handed to the sinks, by rule and state."}, []string{"rule", "state"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_rules_reloads_total", Help: "Rules reloads, by result (ok, error)."}, []string{"result"})
+	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.deadLetters, m.transitions, m.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	for r := range engine.NumReasons {
+		reason := engine.Reason(r)
+		m.events.WithLabelValues(reason.Result(), reasonLabel(reason)) // export zeros: rates work from the start
+	}
+	m.sinkErrors.WithLabelValues(sinkName)
+	return m
+}
+
+func reasonLabel(r engine.Reason) string {
+	if r.Result() == "invalid" {
+		return r.String()
+	}
+	return ""
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is where extra collectors register.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// RulesReloaded counts a reload attempt.
+func (m *Metrics) RulesReloaded(err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+}
+
+// The stream.Hooks methods.
+
+func (m *Metrics) Events(_ int32, r engine.Reason, n int) {
+	m.events.WithLabelValues(r.Result(), reasonLabel(r)).Add(float64(n))
+}
+
+func (m *Metrics) Applied(p int32, events int, took time.Duration, newestNs int64) {
+	if events == 0 {
+		return
+	}
+	m.processing.Observe(took.Seconds())
+	if newestNs > 0 {
+		m.eventAge.WithLabelValues(strconv.Itoa(int(p))).Set(m.now().Sub(time.Unix(0, newestNs)).Seconds())
+	}
+}
+
+func (m *Metrics) Lag(topic string, p int32, lag int64) {
+	m.lag.WithLabelValues(topic, strconv.Itoa(int(p))).Set(float64(lag))
+}
+
+func (m *Metrics) Checkpointed(p int32, bytes int, took time.Duration, err error) {
+	if err != nil {
+		m.checkpoints.WithLabelValues("error").Inc()
+		return
+	}
+	m.checkpoints.WithLabelValues("ok").Inc()
+	m.ckptSeconds.Observe(took.Seconds())
+	m.ckptBytes.WithLabelValues(strconv.Itoa(int(p))).Set(float64(bytes))
+}
+
+func (m *Metrics) Assigned(p int32, _ bool) { m.owned.WithLabelValues(strconv.Itoa(int(p))).Set(1) }
+
+func (m *Metrics) Revoked(p int32) { m.owned.WithLabelValues(strconv.Itoa(int(p))).Set(0) }
+
+func (m *Metrics) SinkFailed(error) { m.sinkErrors.WithLabelValues(m.sinkName).Inc() }
+
+func (m *Metrics) DeadLettered(n int) { m.deadLetters.Add(float64(n)) }
+
+// Sink counts the transitions it is given; put it last in engine.Sinks so
+// only accepted batches count.
+func (m *Metrics) Sink() engine.Sink { return transitionCounter{m} }
+
+type transitionCounter struct{ m *Metrics }
+
+func (t transitionCounter) Write(_ context.Context, b *engine.Batch) error {
+	for i := range b.Transitions {
+		tr := &b.Transitions[i]
+		t.m.transitions.WithLabelValues(tr.Rule, tr.State.String()).Inc()
+	}
+	return nil
+}
+
+func (transitionCounter) Close(context.Context) error { return nil }

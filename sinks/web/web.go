@@ -1,0 +1,331 @@
+// Package web serves Pulse over HTTP: the JSON API (/api/accounts,
+// /api/accounts/{id}, /api/alerts), a small status page for CSMs, health
+// and readiness probes, /metrics, and POST /-/reload.
+//
+// It holds no copy of the account states: every request asks the partitions
+// the instance owns (through Source, in their own goroutines), so answers
+// are current and the hot path takes no lock.
+package web
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Source is what the server reads: the partitions this instance owns.
+type Source interface {
+	Do(ctx context.Context, fn func(*engine.Partition)) error
+	Ready() bool
+	Rules() *rules.Ruleset
+}
+
+// Server is the HTTP front of one Pulse instance.
+type Server struct {
+	Source  Source
+	Metrics http.Handler
+	// Reload reloads the rules file; it returns why a bad file was refused
+	// (the old rules stay). Nil disables POST /-/reload.
+	Reload func() error
+	Log    *slog.Logger
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /api/accounts", s.accounts)
+	mux.HandleFunc("GET /api/accounts/{id}", s.account)
+	mux.HandleFunc("GET /api/alerts", s.alerts)
+	mux.HandleFunc("POST /-/reload", s.reload)
+	mux.HandleFunc("GET /{$}", s.page)
+	return mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.Source.Ready() {
+		http.Error(w, "not ready: joining the group or restoring partitions", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
+	if s.Reload == nil {
+		http.Error(w, "reload is not configured", http.StatusNotFound)
+		return
+	}
+	if err := s.Reload(); err != nil {
+		http.Error(w, "rules not reloaded, the old rules stay in force:\n"+err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintln(w, "rules reloaded")
+}
+
+// filter is the query of /api/accounts and the status page.
+type filter struct {
+	grade, depth, segment, csm, alert string
+	limit, offset                     int
+}
+
+func parseFilter(r *http.Request) (filter, error) {
+	q := r.URL.Query()
+	f := filter{grade: q.Get("grade"), depth: q.Get("depth"), segment: q.Get("segment"), csm: q.Get("csm"), alert: q.Get("alert"), limit: 100}
+	if f.grade != "" && !slices.Contains([]string{"red", "yellow", "green", "none"}, f.grade) {
+		return f, fmt.Errorf("grade %q: want red, yellow, green or none", f.grade)
+	}
+	if f.depth != "" && !slices.Contains([]string{"none", "record", "process", "integration", "custom"}, f.depth) {
+		return f, fmt.Errorf("depth %q: want none, record, process, integration or custom", f.depth)
+	}
+	for name, dst := range map[string]*int{"limit": &f.limit, "offset": &f.offset} {
+		if v := q.Get(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return f, fmt.Errorf("%s %q: want a whole number ≥ 0", name, v)
+			}
+			*dst = n
+		}
+	}
+	f.limit = min(f.limit, 1000)
+	return f, nil
+}
+
+func (f filter) match(s *engine.AccountState) bool {
+	return (f.grade == "" || s.Grade.String() == f.grade) &&
+		(f.depth == "" || s.Depth.String() == f.depth) &&
+		(f.segment == "" || s.Attrs[rules.Segment] == f.segment) &&
+		(f.csm == "" || s.Attrs[rules.CSM] == f.csm) &&
+		(f.alert == "" || slices.Contains(s.Alerts, f.alert))
+}
+
+// riskOrder puts the riskiest first: red, yellow, green, then no grade;
+// within a grade the lowest score; then the account id.
+func riskOrder(a, b *engine.AccountState) int {
+	rank := func(g rules.Grade) int { return [...]int{3, 0, 1, 2}[g] }
+	score := func(s *engine.AccountState) float64 {
+		if rules.IsNull(s.Score) {
+			return 1e9
+		}
+		return s.Score
+	}
+	return cmp.Or(cmp.Compare(rank(a.Grade), rank(b.Grade)), cmp.Compare(score(a), score(b)), cmp.Compare(a.AccountID, b.AccountID))
+}
+
+// query collects the matching states, riskiest first, and the total count.
+func (s *Server) query(ctx context.Context, f filter) ([]*engine.AccountState, error) {
+	var out []*engine.AccountState
+	err := s.Source.Do(ctx, func(p *engine.Partition) {
+		p.States(func(st *engine.AccountState) {
+			if f.match(st) {
+				c := *st
+				out = append(out, &c)
+			}
+		})
+	})
+	slices.SortFunc(out, riskOrder)
+	return out, err
+}
+
+func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	all, err := s.query(r.Context(), f)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	page := all[min(f.offset, len(all)):min(f.offset+f.limit, len(all))]
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Total-Count", strconv.Itoa(len(all)))
+	b := []byte{'['}
+	for i, st := range page {
+		if i > 0 {
+			b = append(b, ",\n"...)
+		}
+		b = st.AppendJSON(b)
+	}
+	w.Write(append(b, "]\n"...))
+}
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var found *engine.AccountState
+	err := s.Source.Do(r.Context(), func(p *engine.Partition) {
+		if st, ok := p.State(id); ok {
+			found = &st
+		}
+	})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if found == nil {
+		http.Error(w, fmt.Sprintf("no account %q on this instance", id), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(found.AppendJSON(nil), '\n'))
+}
+
+// alertView is one firing alert in /api/alerts.
+type alertView struct {
+	engine.FiringAlert
+	severity rules.Severity
+	kind     rules.Kind
+	state    *engine.AccountState
+}
+
+func (s *Server) firing(ctx context.Context) ([]alertView, error) {
+	rs := s.Source.Rules()
+	var out []alertView
+	err := s.Source.Do(ctx, func(p *engine.Partition) {
+		p.Firing(func(fa engine.FiringAlert) {
+			v := alertView{FiringAlert: fa}
+			for _, a := range rs.Alerts {
+				if a.Name == fa.Rule {
+					v.severity, v.kind = a.Severity, a.Kind
+				}
+			}
+			if st, ok := p.State(fa.AccountID); ok {
+				v.state = &st
+			}
+			out = append(out, v)
+		})
+	})
+	slices.SortFunc(out, func(a, b alertView) int {
+		return cmp.Or(cmp.Compare(b.severity, a.severity), cmp.Compare(a.Since, b.Since), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Rule, b.Rule))
+	})
+	return out, err
+}
+
+func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
+	list, err := s.firing(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	b := []byte{'['}
+	for i, a := range list {
+		if i > 0 {
+			b = append(b, ",\n"...)
+		}
+		b = fmt.Appendf(b, `{"alert_id":%q,"account_id":%s,"rule":%q,"state":"firing","severity":%q,"kind":%q,"since":%q`,
+			a.ID, quote(a.AccountID), a.Rule, a.severity, a.kind, time.Unix(0, a.Since).UTC().Format(time.RFC3339Nano))
+		if a.state != nil {
+			b = fmt.Appendf(b, `,"score":%s,"grade":%q,"csm":%s,"segment":%s`, number(a.state.Score), a.state.Grade, quote(a.state.Attrs[rules.CSM]), quote(a.state.Attrs[rules.Segment]))
+		}
+		b = append(b, '}')
+	}
+	w.Write(append(b, "]\n"...))
+}
+
+func quote(s string) string { return strconv.Quote(strings.ToValidUTF8(s, "\uFFFD")) }
+
+func number(v float64) string {
+	if rules.IsNull(v) {
+		return "null"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+//go:embed page.html
+var pageFS embed.FS
+
+var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"score": func(v float64) string {
+		if rules.IsNull(v) {
+			return "—"
+		}
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	},
+	"trend": func(s *engine.AccountState) string {
+		v := s.Metrics[rules.UsageChange7d]
+		switch {
+		case rules.IsNull(v):
+			return "—"
+		case v > 0.05:
+			return fmt.Sprintf("▲ %.0f%%", v*100)
+		case v < -0.05:
+			return fmt.Sprintf("▼ %.0f%%", -v*100)
+		}
+		return "▬ flat"
+	},
+	"worst": worstFactor,
+	"attr": func(s *engine.AccountState, name string) string {
+		a, _ := rules.AttrByName(name)
+		return s.Attrs[a]
+	},
+}).ParseFS(pageFS, "page.html"))
+
+// worstFactor names the factor that costs the account most points.
+func worstFactor(s *engine.AccountState) string {
+	best, cost := "", 0.0
+	for _, f := range s.Factors {
+		if rules.IsNull(f.Points) {
+			continue
+		}
+		if c := f.Weight * (100 - f.Points); c > cost {
+			best, cost = fmt.Sprintf("%s (%.0f/100)", f.Name, f.Points), c
+		}
+	}
+	if best == "" {
+		return "—"
+	}
+	return best
+}
+
+type pageData struct {
+	Filter   filter
+	Accounts []*engine.AccountState
+	Total    int // matching the filter
+	All      int
+	Grades   map[string]int
+	Firing   int
+	Now      string
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	all, err := s.query(r.Context(), filter{limit: 1 << 30})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	d := pageData{Filter: f, All: len(all), Grades: map[string]int{}, Now: time.Now().UTC().Format("2006-01-02 15:04:05 UTC")}
+	for _, st := range all {
+		d.Grades[st.Grade.String()]++
+		d.Firing += len(st.Alerts)
+		if f.match(st) {
+			d.Accounts = append(d.Accounts, st)
+		}
+	}
+	d.Total = len(d.Accounts)
+	d.Accounts = d.Accounts[min(f.offset, len(d.Accounts)):min(f.offset+f.limit, len(d.Accounts))]
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := pageTmpl.Execute(w, d); err != nil && s.Log != nil {
+		s.Log.Warn("status page", "err", err)
+	}
+}
