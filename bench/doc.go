@@ -1,4 +1,6 @@
-// Package bench holds Pulse's end-to-end benchmark harnesses; the Go
-// micro-benchmarks live beside the code they measure. Run them with
-// bench/run.sh, which writes bench/results/.
+// Package bench holds Pulse's end-to-end benchmark harnesses: replay/
+// (`pulse gen | pulse replay` over ≥ 5 M events and ≥ 100 k accounts) and
+// consume/ (`pulse run` next to a bare kafka-go consume of the same topic).
+// The Go micro-benchmarks live beside the code they measure. Run them all
+// with bench/run.sh, which writes bench/results/.
 package bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Pulse's benchmarks and writes the results to bench/results/:
 # the Go micro-benchmarks of the hot paths (-benchmem) and the end-to-end
-# replay harness over ≥ 5 M events and ≥ 100 k accounts.
+# replay harness over ≥ 5 M events and ≥ 100 k accounts, and the streaming
+# harness (`pulse run` next to a bare kafka-go consume of the same topic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/results
@@ -11,4 +12,7 @@ echo "== micro-benchmarks"
 go test ./engine ./rules -run '^$' -bench . -benchmem -benchtime 2s | tee bench/results/micro.txt
 
 echo "== end-to-end replay"
-go run ./bench/replay --pulse ./pulse "$@" | tee bench/results/replay.md
+go run ./bench/replay --pulse ./pulse | tee bench/results/replay.md
+
+echo "== end-to-end streaming"
+go run ./bench/consume --pulse ./pulse | tee bench/results/consume.md

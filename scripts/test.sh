@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs, on a fresh machine or a developer's.
-# It installs what the tests need that is missing, then checks formatting,
-# vets and runs every test (with the race detector).
+# It installs what the tests need that is missing (Chromium, from apt),
+# then checks formatting, vets and runs every test (with the race
+# detector). The Kafka-protocol broker the tests use is kfake, in process
+# or as `pulse broker`: nothing to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,19 @@ if ! command -v go >/dev/null 2>&1; then
 	echo "Go 1.26 is required (https://go.dev/dl/)" >&2
 	exit 1
 fi
+
+# Headless Chromium renders the status page in a test.
+if ! command -v chromium >/dev/null 2>&1; then
+	if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+		echo "== installing chromium (apt)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	else
+		echo "chromium is missing and cannot be installed here (needs apt-get as root)" >&2
+		exit 1
+	fi
+fi
+export PULSE_REQUIRE_BROWSER=1
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -93,6 +93,9 @@ type demoConfig struct {
 
 type outputConfig struct {
 	TransitionsFile string `yaml:"transitions_file"` // "" none, "-" stdout
+	// MetricsInterval is how often the account aggregates of /metrics
+	// (accounts per grade, firing alerts, scores) are recomputed.
+	MetricsInterval string `yaml:"metrics_interval"`
 }
 
 type logConfig struct {
@@ -108,17 +111,18 @@ func defaultConfig() fileConfig {
 		Checkpoint: checkpointConfig{Dir: "pulse-data/checkpoints", Interval: "30s"},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 35, Speed: 20000, Seed: 1}},
-		Output: outputConfig{TransitionsFile: "pulse-data/transitions.jsonl"},
+		Output: outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
 		Log:    logConfig{Level: "info"},
 	}
 }
 
 // runConfig is the validated configuration the wiring uses.
 type runConfig struct {
-	file     fileConfig
-	embedded bool
-	stream   stream.Config
-	logLevel string
+	file              fileConfig
+	embedded          bool
+	aggregateInterval time.Duration
+	stream            stream.Config
+	logLevel          string
 }
 
 // loadConfig reads path ("" for the embedded default), applies the
@@ -196,6 +200,9 @@ func (rc *runConfig) validate() error {
 		return err
 	}
 	if sc.CheckpointInterval, err = dur("checkpoint.interval", fc.Checkpoint.Interval, false); err != nil {
+		return err
+	}
+	if rc.aggregateInterval, err = dur("output.metrics_interval", fc.Output.MetricsInterval, false); err != nil {
 		return err
 	}
 	if sc.FetchMaxWait, err = dur("kafka.fetch_max_wait", fc.Kafka.FetchMaxWait, false); err != nil {

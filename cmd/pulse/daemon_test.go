@@ -300,7 +300,7 @@ listen: 127.0.0.1:%d
 rules: %s
 embedded: {listen: 127.0.0.1:%d, demo: {enabled: true, accounts: 20, history_days: 5, speed: 100000}}
 checkpoint: {dir: %s}
-output: {transitions_file: ""}
+output: {transitions_file: "", metrics_interval: 100ms}
 `, port, rulesFile, kport, filepath.Join(dir, "ckpt")))
 	d := startPulse(t, "run", "--config", cfg)
 	waitUntil(t, "readiness", 30*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
@@ -319,14 +319,13 @@ output: {transitions_file: ""}
 	if code, body := post(); code != 200 {
 		t.Fatalf("good reload: %d %s", code, body)
 	}
-	if !metric(`rule="brand_new_rule"`) {
-		t.Fatal("the reloaded rule is not in force")
-	}
+	waitUntil(t, "the reloaded rule in force", 10*time.Second, func() bool { return metric(`rule="brand_new_rule"`) })
 	os.WriteFile(rulesFile, []byte("alerts:\n  - name: broken\n    when: nosuch > 1\n"), 0o644)
 	code, body := post()
 	if code != 400 || !strings.Contains(body, "rules.yaml:3: alerts[0].when: unknown metric") {
 		t.Fatalf("bad reload: %d %s", code, body)
 	}
+	time.Sleep(300 * time.Millisecond) // three aggregate refreshes
 	if !metric(`rule="brand_new_rule"`) || !metric(`pulse_rules_reloads_total{result="error"} 1`) {
 		t.Fatal("a refused reload changed the rules in force")
 	}

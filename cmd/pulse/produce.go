@@ -23,7 +23,7 @@ type producer struct {
 func newProducer(brokers []string, topic string) *producer {
 	return &producer{w: &kafka.Writer{
 		Addr: kafka.TCP(brokers...), Topic: topic, Balancer: stream.AccountBalancer{},
-		BatchSize: 5000, BatchBytes: 16 << 20, BatchTimeout: 10 * time.Millisecond,
+		BatchSize: 5000, BatchTimeout: 10 * time.Millisecond,
 		RequiredAcks: kafka.RequireAll, AllowAutoTopicCreation: true,
 	}}
 }

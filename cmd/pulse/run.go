@@ -99,7 +99,9 @@ func runCmd(args []string, stderr io.Writer) error {
 	rc.stream.Hooks = metrics
 	rc.stream.Log = log
 	consumer := stream.New(rc.stream, rs, sinks)
-	metrics.Registry().MustRegister(prom.Aggregates{Source: consumer})
+	aggregates := &prom.Aggregates{Source: consumer, Interval: rc.aggregateInterval}
+	metrics.Registry().MustRegister(aggregates)
+	go aggregates.Run(ctx)
 
 	reload := func() error {
 		next, err := loadRules(rc.file.Rules)

@@ -2,6 +2,7 @@ package prom
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,35 +16,65 @@ var (
 	depthDesc      = prometheus.NewDesc("pulse_accounts_by_depth", "Accounts by usage depth.", []string{"depth"}, nil)
 	firingDesc     = prometheus.NewDesc("pulse_alerts_firing", "Firing alerts by rule, severity and kind.", []string{"rule", "severity", "kind"}, nil)
 	scoreDesc      = prometheus.NewDesc("pulse_score", "Health scores of the accounts that have one.", nil, nil)
-	scrapeDesc     = prometheus.NewDesc("pulse_aggregate_scrape_seconds", "Time to gather the account aggregates for this scrape.", nil, nil)
+	scrapeDesc     = prometheus.NewDesc("pulse_aggregate_seconds", "Time the last refresh of the account aggregates took.", nil, nil)
 	scoreBuckets   = []float64{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
 	aggregateLimit = 10 * time.Second
 )
 
-// Aggregates computes the account aggregates at scrape time by visiting
-// every owned partition (in its own goroutine, so the hot path takes no
-// lock). Cost: one state per account per scrape.
-type Aggregates struct{ Source Source }
+// Aggregates exports the account aggregates. They are computed in the
+// background every Interval by visiting every owned partition (in its own
+// goroutine, so the hot path takes no lock), and a scrape serves the last
+// snapshot at once: a scrape never waits for busy partitions.
+type Aggregates struct {
+	Source   Source
+	Interval time.Duration
+
+	mu   sync.Mutex
+	last []prometheus.Metric
+}
+
+// Run refreshes the snapshot until ctx ends.
+func (a *Aggregates) Run(ctx context.Context) {
+	t := time.NewTicker(a.Interval)
+	defer t.Stop()
+	for {
+		a.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // Describe implements prometheus.Collector.
-func (a Aggregates) Describe(ch chan<- *prometheus.Desc) {
+func (a *Aggregates) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{accountsDesc, depthDesc, firingDesc, scoreDesc, scrapeDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (a Aggregates) Collect(ch chan<- prometheus.Metric) {
+func (a *Aggregates) Collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	last := a.last
+	a.mu.Unlock()
+	for _, m := range last {
+		ch <- m
+	}
+}
+
+func (a *Aggregates) refresh(ctx context.Context) {
 	began := time.Now()
 	var grades [4]float64
 	var depths [5]float64
 	firing := map[string]float64{}
-	var buckets = make([]uint64, len(scoreBuckets))
+	buckets := make([]uint64, len(scoreBuckets))
 	var count uint64
 	var sum float64
-	ctx, cancel := context.WithTimeout(context.Background(), aggregateLimit)
+	ctx, cancel := context.WithTimeout(ctx, aggregateLimit)
 	defer cancel()
-	a.Source.Do(ctx, func(p *engine.Partition) {
+	err := a.Source.Do(ctx, func(p *engine.Partition) {
 		p.States(func(s *engine.AccountState) {
 			grades[s.Grade]++
 			depths[s.Depth]++
@@ -61,20 +92,27 @@ func (a Aggregates) Collect(ch chan<- prometheus.Metric) {
 			}
 		})
 	})
+	if err != nil {
+		return // keep the last complete snapshot
+	}
+	var out []prometheus.Metric
 	for g, n := range grades {
-		ch <- prometheus.MustNewConstMetric(accountsDesc, prometheus.GaugeValue, n, rules.Grade(g).String())
+		out = append(out, prometheus.MustNewConstMetric(accountsDesc, prometheus.GaugeValue, n, rules.Grade(g).String()))
 	}
 	for d, n := range depths {
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, n, rules.Depth(d).String())
+		out = append(out, prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, n, rules.Depth(d).String()))
 	}
-	// Every rule is exported, firing or not, so the series never vanish.
+	// Every rule is exported, firing or not, so its series never vanish.
 	for _, al := range a.Source.Rules().Alerts {
-		ch <- prometheus.MustNewConstMetric(firingDesc, prometheus.GaugeValue, firing[al.Name], al.Name, al.Severity.String(), al.Kind.String())
+		out = append(out, prometheus.MustNewConstMetric(firingDesc, prometheus.GaugeValue, firing[al.Name], al.Name, al.Severity.String(), al.Kind.String()))
 	}
 	cum := map[float64]uint64{}
 	for i, b := range scoreBuckets {
 		cum[b] = buckets[i]
 	}
-	ch <- prometheus.MustNewConstHistogram(scoreDesc, count, sum, cum)
-	ch <- prometheus.MustNewConstMetric(scrapeDesc, prometheus.GaugeValue, time.Since(began).Seconds())
+	out = append(out, prometheus.MustNewConstHistogram(scoreDesc, count, sum, cum))
+	out = append(out, prometheus.MustNewConstMetric(scrapeDesc, prometheus.GaugeValue, time.Since(began).Seconds()))
+	a.mu.Lock()
+	a.last = out
+	a.mu.Unlock()
 }
