@@ -1,0 +1,101 @@
+package prom
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+type partitions struct {
+	parts []*engine.Partition
+	rs    *rules.Ruleset
+}
+
+func (p *partitions) Do(_ context.Context, fn func(*engine.Partition)) error {
+	for _, part := range p.parts {
+		fn(part)
+	}
+	return nil
+}
+func (p *partitions) Rules() *rules.Ruleset { return p.rs }
+
+func scrape(t *testing.T, m *Metrics) string {
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
+	data, _ := os.ReadFile("../../deploy/rules/example.yaml")
+	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := engine.NewPartition(0, rs, engine.Config{})
+	var d engine.Decoder
+	var ev engine.Event
+	for _, l := range []string{
+		`{"ts":"2026-11-01T09:00:00Z","account_id":"acct-secret-name","type":"login","user_id":"a"}`,
+		`{"ts":"2026-11-19T09:00:00Z","account_id":"other","type":"login","user_id":"a"}`,
+	} {
+		d.Decode([]byte(l), &ev)
+		p.Apply(&ev, 0)
+	}
+	m := New("output")
+	agg := &Aggregates{Source: &partitions{parts: []*engine.Partition{p}, rs: rs}, Interval: time.Hour}
+	m.Registry().MustRegister(agg)
+	agg.refresh(context.Background())
+
+	m.Events(0, engine.ReasonOK, 5)
+	m.Events(0, engine.ReasonUser, 2)
+	m.Events(0, engine.ReasonLate, 1)
+	m.Lag("events", 3, 42)
+	m.Applied(3, 10, time.Millisecond, time.Now().Add(-2*time.Second).UnixNano())
+	m.Checkpointed(3, 1234, time.Millisecond, nil)
+	m.Checkpointed(3, 0, 0, errors.New("disk full"))
+	m.SinkFailed(errors.New("down"))
+	m.DeadLettered(3)
+	m.RulesReloaded(nil)
+	m.Sink().Write(context.Background(), &engine.Batch{Transitions: p.TakeTransitions()})
+
+	out := scrape(t, m)
+	for _, want := range []string{
+		`pulse_events_total{reason="",result="ok"} 5`,
+		`pulse_events_total{reason="bad_user_id",result="invalid"} 2`,
+		`pulse_events_total{reason="",result="late"} 1`,
+		`pulse_events_total{reason="bad_json",result="invalid"} 0`,
+		`pulse_kafka_lag{partition="3",topic="events"} 42`,
+		`pulse_checkpoints_total{result="error"} 1`,
+		`pulse_checkpoint_bytes{partition="3"} 1234`,
+		`pulse_sink_errors_total{sink="output"} 1`,
+		`pulse_dead_letters_total 3`,
+		`pulse_rules_reloads_total{result="ok"} 1`,
+		`pulse_accounts{grade="red"} 1`,
+		`pulse_alerts_firing{kind="risk",rule="gone_dark",severity="high"} 1`,
+		`pulse_alerts_firing{kind="opportunity",rule="expansion",severity="medium"} 0`,
+		`pulse_alert_transitions_total{rule="gone_dark",state="firing"} 1`,
+		`pulse_score_count 2`,
+		`pulse_accounts_by_depth{depth="record"} 2`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(out, "acct-secret-name") {
+		t.Error("an account id leaked into a label")
+	}
+}

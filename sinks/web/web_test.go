@@ -1,0 +1,162 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// partitions is a Source over in-process partitions fed with real events.
+type partitions struct {
+	parts []*engine.Partition
+	rs    *rules.Ruleset
+}
+
+func (p *partitions) Do(_ context.Context, fn func(*engine.Partition)) error {
+	for _, part := range p.parts {
+		fn(part)
+	}
+	return nil
+}
+func (p *partitions) Ready() bool           { return true }
+func (p *partitions) Rules() *rules.Ruleset { return p.rs }
+
+const events = `{"ts":"2026-11-01T09:00:00Z","account_id":"healthy","type":"account","attrs":{"seats":2,"segment":"normal","csm":"li"}}
+{"ts":"2026-11-01T09:00:00Z","account_id":"dark","type":"account","attrs":{"seats":5,"segment":"strategic","csm":"sam"}}
+{"ts":"2026-11-01T09:00:00Z","account_id":"dark","type":"login","user_id":"a"}
+{"ts":"2026-11-01T09:00:00Z","account_id":"nothing","type":"account","attrs":{"segment":"micro"}}
+{"ts":"2026-11-19T09:00:00Z","account_id":"healthy","type":"feature","user_id":"a","module":"reports"}
+{"ts":"2026-11-19T09:00:00Z","account_id":"healthy","type":"feature","user_id":"b","module":"pipeline"}
+{"ts":"2026-11-19T10:00:00Z","account_id":"healthy","type":"login","user_id":"b"}`
+
+func server(t *testing.T) *httptest.Server {
+	data, err := os.ReadFile("../../deploy/rules/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &partitions{rs: rs}
+	for i := range 2 {
+		src.parts = append(src.parts, engine.NewPartition(int32(i), rs, engine.Config{}))
+	}
+	var d engine.Decoder
+	var ev engine.Event
+	for _, l := range strings.Split(events, "\n") {
+		if r := d.Decode([]byte(l), &ev); r != engine.ReasonOK {
+			t.Fatalf("%s: %s", l, r)
+		}
+		src.parts[engine.PartitionOf(ev.Account, 2)].Apply(&ev, 0)
+	}
+	reloads := 0
+	s := &Server{Source: src, Reload: func() error {
+		if reloads++; reloads > 1 {
+			return errors.New("r.yaml:3: alerts[0].when: unknown metric")
+		}
+		return nil
+	}}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func ids(t *testing.T, body string) []string {
+	var states []struct {
+		ID     string   `json:"account_id"`
+		Grade  string   `json:"grade"`
+		Alerts []string `json:"alerts"`
+	}
+	if err := json.Unmarshal([]byte(body), &states); err != nil {
+		t.Fatalf("not a JSON array: %v\n%s", err, body)
+	}
+	var out []string
+	for _, s := range states {
+		out = append(out, s.ID+":"+s.Grade)
+	}
+	return out
+}
+
+func TestAccountsRiskiestFirstFilteredAndPaginated(t *testing.T) {
+	ts := server(t)
+	code, h, body := get(t, ts.URL+"/api/accounts")
+	if code != 200 || h.Get("X-Total-Count") != "3" {
+		t.Fatalf("%d %v", code, h)
+	}
+	got := strings.Join(ids(t, body), " ")
+	// Red before yellow; within red, the lower score (dark, gone for 18
+	// days) before the account that has no activity data yet.
+	if got != "dark:red nothing:red healthy:yellow" {
+		t.Fatalf("order %s", got)
+	}
+	if _, _, body := get(t, ts.URL+"/api/accounts?grade=yellow"); strings.Join(ids(t, body), " ") != "healthy:yellow" {
+		t.Fatalf("grade filter: %s", body)
+	}
+	if _, _, body := get(t, ts.URL+"/api/accounts?csm=sam&alert=gone_dark"); strings.Join(ids(t, body), " ") != "dark:red" {
+		t.Fatalf("csm+alert filter: %s", body)
+	}
+	if _, h, body := get(t, ts.URL+"/api/accounts?limit=1&offset=1"); strings.Join(ids(t, body), " ") != "nothing:red" || h.Get("X-Total-Count") != "3" {
+		t.Fatalf("pagination: %s", body)
+	}
+	for _, q := range []string{"grade=purple", "limit=-1", "offset=x", "depth=deep"} {
+		if code, _, body := get(t, ts.URL+"/api/accounts?"+q); code != 400 || body == "" {
+			t.Errorf("%s: %d, want 400 with a reason", q, code)
+		}
+	}
+}
+
+func TestOneAccountAlertsPageAndProbes(t *testing.T) {
+	ts := server(t)
+	code, _, body := get(t, ts.URL+"/api/accounts/dark")
+	if code != 200 || !strings.Contains(body, `"account_id":"dark"`) || !strings.Contains(body, `"gone_dark"`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _, _ := get(t, ts.URL+"/api/accounts/nobody"); code != 404 {
+		t.Fatalf("unknown account: %d", code)
+	}
+	code, _, body = get(t, ts.URL+"/api/alerts")
+	var alerts []map[string]any
+	if code != 200 || json.Unmarshal([]byte(body), &alerts) != nil || len(alerts) == 0 {
+		t.Fatalf("alerts: %d %s", code, body)
+	}
+	if alerts[0]["account_id"] != "dark" || alerts[0]["severity"] != "high" || alerts[0]["csm"] != "sam" || alerts[0]["alert_id"] == "" {
+		t.Fatalf("alerts[0] = %v", alerts[0])
+	}
+	code, _, body = get(t, ts.URL+"/")
+	if code != 200 || !strings.Contains(body, `href="/api/accounts/dark"`) || !strings.Contains(body, `class="grade red"`) {
+		t.Fatalf("page: %d %.300s", code, body)
+	}
+	if code, _, _ := get(t, ts.URL+"/healthz"); code != 200 {
+		t.Fatal("healthz")
+	}
+	if code, _, _ := get(t, ts.URL+"/readyz"); code != 200 {
+		t.Fatal("readyz")
+	}
+	for i, want := range []int{200, 400} {
+		resp, err := http.Post(ts.URL+"/-/reload", "", nil)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("reload %d: %v %v, want %d", i, err, resp.StatusCode, want)
+		}
+		resp.Body.Close()
+	}
+}
