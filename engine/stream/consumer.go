@@ -148,6 +148,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { group.Close() })
 	defer stop()
 	defer group.Close()
+	retry := newBackoff(200*time.Millisecond, 5*time.Second)
 	for {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -155,8 +156,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return c.closeDLQ()
 			}
 			c.cfg.Log.Warn("consumer group", "err", err)
+			retry.wait(ctx)
 			continue
 		}
+		retry.reset()
 		c.generation(ctx, gen)
 	}
 }

@@ -100,7 +100,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 			}
 			if now.Sub(lastSave) >= cfg.CheckpointInterval {
 				if err := t.save(ctx); err != nil {
-					log.Error("checkpoint failed; offsets stay where they were", "err", err)
+					log.Error("checkpoint or commit failed; the committed offset stays where it was", "err", err)
 				}
 				lastSave = now
 			}
