@@ -57,6 +57,21 @@ type account struct {
 	renewalTs  int64 // ts of the account event that set renewal_date; 0 = unknown
 	rulesState rules.State
 	firing     []string // firing alerts after the last evaluation, sorted
+	row        lastRow  // the last score row emitted
+}
+
+// lastRow remembers the last score history row, to emit the next only on a
+// change or after the score interval.
+type lastRow struct {
+	ts    int64 // 0: none yet
+	score float64
+	grade rules.Grade
+	depth rules.Depth
+}
+
+func (r *lastRow) due(score float64, grade rules.Grade, depth rules.Depth, t, interval int64) bool {
+	moved := rules.IsNull(score) != rules.IsNull(r.score) || math.Abs(score-r.score) >= ScoreStep
+	return r.ts == 0 || grade != r.grade || depth != r.depth || moved || t-r.ts >= interval
 }
 
 type moduleUse struct {

@@ -30,7 +30,7 @@ import (
 
 const (
 	checkpointMagic   = "PULSECKP"
-	checkpointVersion = 1
+	checkpointVersion = 2
 )
 
 // ErrCorruptCheckpoint is wrapped by every checkpoint decoding error.
@@ -222,6 +222,10 @@ func (e *encoder) account(a *account) {
 	for _, name := range a.firing {
 		e.string(name)
 	}
+	e.varint(a.row.ts)
+	e.f64(a.row.score)
+	e.uvarint(uint64(a.row.grade))
+	e.uvarint(uint64(a.row.depth))
 }
 
 // decoder reads what encoder wrote; the first error sticks and later reads
@@ -356,7 +360,8 @@ func (d *decoder) account(in *interner) *account {
 			a.firing[i] = d.string()
 		}
 	}
-	if a.rulesState.Grade > rules.GradeGreen || !slices.IsSorted(a.firing) {
+	a.row = lastRow{ts: d.varint(), score: d.f64(), grade: rules.Grade(d.uvarint()), depth: rules.Depth(d.uvarint())}
+	if a.rulesState.Grade > rules.GradeGreen || a.row.grade > rules.GradeGreen || a.row.depth > rules.DepthCustom || !slices.IsSorted(a.firing) {
 		d.fail("rules state")
 	}
 	return a

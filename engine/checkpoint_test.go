@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,6 +22,9 @@ func feedPartition(p *Partition, lines [][]byte) []byte {
 	for _, t := range p.TakeTransitions() {
 		out = append(AppendTransitionJSON(out, &t), '\n')
 	}
+	for _, r := range p.TakeScores() {
+		out = fmt.Appendf(out, "%s %d %v %s %s %v\n", r.AccountID, r.Ts, r.Score, r.Grade, r.Depth, r.Metrics)
+	}
 	return out
 }
 
@@ -37,11 +41,11 @@ func TestCheckpointRestoreContinuesIdentically(t *testing.T) {
 	lines := benchLines(&testing.B{}, 50, 40)
 	rs := exampleRules(t)
 	half := len(lines) * 3 / 5
-	whole := NewPartition(3, rs, Config{})
+	whole := NewPartition(3, rs, Config{ScoreRows: true})
 	feedPartition(whole, lines[:half])
 
 	data := whole.AppendCheckpoint(nil, 12345)
-	restored, cp, err := RestorePartition(data, rs, Config{})
+	restored, cp, err := RestorePartition(data, rs, Config{ScoreRows: true})
 	if err != nil {
 		t.Fatal(err)
 	}

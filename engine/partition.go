@@ -25,6 +25,10 @@ type Config struct {
 	// account, so absence rules fire with no events. See the README for why
 	// it defaults to an hour rather than EvalInterval.
 	SweepInterval time.Duration
+	// ScoreRows makes evaluations emit score history rows (see ScoreRow),
+	// at least one per account per ScoreInterval of event time.
+	ScoreRows     bool
+	ScoreInterval time.Duration
 }
 
 // DefaultConfig returns the defaults of SPEC §1 and §4.
@@ -34,6 +38,7 @@ func DefaultConfig() Config {
 		MaxFuture:     5 * time.Minute,
 		EvalInterval:  time.Minute,
 		SweepInterval: time.Hour,
+		ScoreInterval: time.Hour,
 	}
 }
 
@@ -48,6 +53,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eval_interval: %v must be positive", c.EvalInterval)
 	case c.SweepInterval < c.EvalInterval:
 		return fmt.Errorf("sweep_interval: %v must be at least eval_interval (%v)", c.SweepInterval, c.EvalInterval)
+	case c.ScoreInterval <= 0:
+		return fmt.Errorf("score_interval: %v must be positive", c.ScoreInterval)
 	}
 	return nil
 }
@@ -66,6 +73,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = max(d.SweepInterval, c.EvalInterval)
+	}
+	if c.ScoreInterval == 0 {
+		c.ScoreInterval = d.ScoreInterval
 	}
 	return c
 }
@@ -95,6 +105,7 @@ type Partition struct {
 	interner    interner
 	values      rules.Values
 	transitions []rules.Transition
+	scores      []ScoreRow
 }
 
 // NewPartition returns an empty partition evaluating rs.
@@ -225,6 +236,17 @@ func (p *Partition) evaluate(a *account, t int64) {
 		a.firing = append(a.firing[:0], res.Firing...)
 	}
 	p.transitions = append(p.transitions, res.Transitions...)
+	if p.cfg.ScoreRows && a.row.due(res.Score, res.Grade, depth, t, int64(p.cfg.ScoreInterval)) {
+		a.row = lastRow{ts: t, score: res.Score, grade: res.Grade, depth: depth}
+		p.scores = append(p.scores, ScoreRow{AccountID: a.id, Ts: t, Score: res.Score, Grade: res.Grade, Depth: depth, Attrs: a.attrs, Metrics: p.values})
+	}
+}
+
+// TakeScores returns the score rows emitted since the last call.
+func (p *Partition) TakeScores() []ScoreRow {
+	out := p.scores
+	p.scores = nil
+	return out
 }
 
 // TakeTransitions returns the alert transitions emitted since the last

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +203,46 @@ func TestAccountStateJSON(t *testing.T) {
 	want := `{"account_id":"a\"b","ts":"2026-11-20T00:00:00Z","score":null,"grade":"none","depth":"none","attrs":{"csm":"li"},"metrics":{"dau":0.333333,"wau":null`
 	if len(got) < len(want) || got[:len(want)] != want {
 		t.Fatalf("got %s", got)
+	}
+}
+
+// Score rows: one at the first evaluation, then on a grade, depth or score
+// change of ScoreStep, or after ScoreInterval; none when switched off.
+func TestScoreRows(t *testing.T) {
+	rs := exampleRules(t)
+	feed := func(cfg Config, lines ...string) []ScoreRow {
+		p := NewPartition(0, rs, cfg)
+		var d Decoder
+		var ev Event
+		for _, l := range lines {
+			if r := d.Decode([]byte(l), &ev); r != ReasonOK {
+				t.Fatal(r)
+			}
+			p.Apply(&ev, 0)
+		}
+		return p.TakeScores()
+	}
+	lines := []string{
+		`{"ts":"2026-11-20T09:00:00Z","account_id":"a","type":"login","user_id":"u1"}`,
+		`{"ts":"2026-11-20T09:05:00Z","account_id":"a","type":"login","user_id":"u1"}`, // same score: no row
+		`{"ts":"2026-11-20T09:10:00Z","account_id":"a","type":"account","attrs":{"seats":4}}`,
+		`{"ts":"2026-11-20T11:20:00Z","account_id":"b","type":"login","user_id":"x"}`, // sweeps at 10:00 and 11:00
+	}
+	if rows := feed(Config{}, lines...); len(rows) != 0 {
+		t.Fatalf("%d rows with ScoreRows off", len(rows))
+	}
+	rows := feed(Config{ScoreRows: true}, lines...)
+	var got []string
+	for _, r := range rows {
+		got = append(got, fmt.Sprintf("%s %s %s", r.AccountID, time.Unix(0, r.Ts).UTC().Format("15:04"), r.Grade))
+	}
+	// a: its first evaluation; then the seats cut the activation factor
+	// (red); the 10:00 sweep changes nothing within the hour; the 11:00
+	// sweep is past it. b: its first.
+	if strings.Join(got, ", ") != "a 09:00 yellow, a 09:10 red, a 11:00 red, b 11:20 yellow" {
+		t.Fatalf("rows: %v", got)
+	}
+	if last := rows[len(rows)-1]; last.Metrics[rules.DAU] != 1 || last.Attrs != ([rules.NumAttrs]string{}) {
+		t.Fatalf("last row %+v", last)
 	}
 }

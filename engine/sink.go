@@ -7,11 +7,31 @@ import (
 )
 
 // Batch is what a partition hands to the sinks after applying a run of
-// events: the alert transitions they caused, in emission order.
+// events: the alert transitions they caused and the score rows they
+// produced, each in emission order.
 type Batch struct {
 	Partition   int32
 	Transitions []rules.Transition
+	Scores      []ScoreRow
 }
+
+// ScoreRow is one point of an account's score history: emitted when the
+// score moves by at least ScoreStep points, the grade or the depth
+// changes, or ScoreInterval of event time passed since the last row (only
+// when Config.ScoreRows is set). Rows are deterministic: a replay of the
+// same events emits the same rows, with the same (account, ts) keys.
+type ScoreRow struct {
+	AccountID string
+	Ts        int64
+	Score     float64
+	Grade     rules.Grade
+	Depth     rules.Depth
+	Attrs     [rules.NumAttrs]string
+	Metrics   rules.Values
+}
+
+// ScoreStep is the score change that emits a score row on its own.
+const ScoreStep = 1.0
 
 // Sink receives the outputs of the engine. Write is called by one
 // partition's goroutine at a time per partition, but different partitions

@@ -34,6 +34,7 @@ type task struct {
 	checkpoint int64 // next offset as of the last checkpoint
 	counts     [engine.NumReasons]int
 	pending    []rules.Transition // taken from the partition, not yet accepted by the sink
+	scores     []engine.ScoreRow  // likewise
 	dead       []kafka.Message    // rejected events not yet in the dead-letter topic
 	buf        []byte             // checkpoint encoding, reused
 	lastEvent  time.Time
@@ -158,7 +159,7 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 	cfg := &t.c.cfg
 	if c.reset {
 		t.part = engine.NewPartition(t.partition, t.c.rules.Load(), cfg.Engine)
-		t.pending = t.pending[:0]
+		t.pending, t.scores = t.pending[:0], t.scores[:0]
 		t.next, t.checkpoint = c.next, -1
 		return nil
 	}
@@ -204,12 +205,15 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 func (t *task) flush(ctx context.Context) error {
 	cfg := &t.c.cfg
 	t.pending = append(t.pending, t.part.TakeTransitions()...)
+	t.scores = append(t.scores, t.part.TakeScores()...)
 	b := newBackoff(100*time.Millisecond, 10*time.Second)
-	for len(t.pending) > 0 {
-		err := t.c.sink.Write(ctx, &engine.Batch{Partition: t.partition, Transitions: t.pending})
+	for len(t.pending) > 0 || len(t.scores) > 0 {
+		err := t.c.sink.Write(ctx, &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores})
 		if err == nil {
 			clear(t.pending)
 			t.pending = t.pending[:0]
+			clear(t.scores)
+			t.scores = t.scores[:0]
 			break
 		}
 		cfg.Hooks.SinkFailed(err)
