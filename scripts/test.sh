@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs, on a fresh machine or a developer's.
-# It installs what the tests need that is missing (Chromium, from apt),
+# It installs what the tests need that is missing (Chromium and ClickHouse,
+# from apt),
 # then checks formatting, vets and runs every test (with the race
 # detector). The Kafka-protocol broker the tests use is kfake, in process
 # or as `pulse broker`: nothing to install.
@@ -12,18 +13,23 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
-# Headless Chromium renders the status page in a test.
-if ! command -v chromium >/dev/null 2>&1; then
+# What the tests run for real: headless Chromium renders the status page;
+# ClickHouse (Debian's 18.16) stores history — each test starts its own
+# server on free ports, so nothing needs to be running.
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v clickhouse-server >/dev/null 2>&1 || missing="$missing clickhouse-server clickhouse-client"
+if [ -n "$missing" ]; then
 	if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-		echo "== installing chromium (apt)"
+		echo "== installing$missing (apt)"
 		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 	else
-		echo "chromium is missing and cannot be installed here (needs apt-get as root)" >&2
+		echo "missing:$missing — install them (apt-get install$missing) or run this as root" >&2
 		exit 1
 	fi
 fi
-export PULSE_REQUIRE_BROWSER=1
+export PULSE_REQUIRE_BROWSER=1 PULSE_REQUIRE_CLICKHOUSE=1
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

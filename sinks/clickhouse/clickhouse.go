@@ -1,0 +1,344 @@
+// Package clickhouse writes Pulse's history to ClickHouse for Grafana and
+// CSM leads: score history (scores), alert transitions (alerts) and a daily
+// per-account rollup (daily, fed by a materialized view). It creates and
+// migrates its schema on start, in the dialect the server speaks (18.16 or
+// current), over the native protocol.
+//
+// Writes are group-committed: every Write joins the batch being filled and
+// returns once a single INSERT per table has stored it (a batch is cut at
+// BatchRows or every FlushInterval). A failing INSERT is retried with
+// backoff and jitter, and the Writes waiting on it wait too, so the
+// consumer stops committing offsets past what ClickHouse holds
+// (backpressure) and catches up when it returns; memory stays bounded by
+// one waiting batch per partition. Tables are ReplacingMergeTree keyed by
+// the outputs' stable ids, so re-sent rows (after a crash, or a replay)
+// leave no visible duplicates with FINAL or argMax queries.
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// Config configures the sink.
+type Config struct {
+	Addr          []string // host:port of the native protocol (9000)
+	Database      string
+	Username      string
+	Password      string
+	BatchRows     int           // cut a batch at this many rows (default 100,000)
+	FlushInterval time.Duration // and at least this often (default 1s)
+	HistoryMonths int           // TTL of history on servers that have TTL; 0 keeps it forever
+	Log           *slog.Logger
+}
+
+// Sink is the ClickHouse sink; it implements engine.Sink and is safe for
+// concurrent use.
+type Sink struct {
+	cfg     Config
+	conn    driver.Conn
+	dialect dialect
+
+	mu      sync.Mutex
+	filling *batch
+	kick    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// batch is the rows of many Writes, stored by one INSERT per table.
+type batch struct {
+	scores []engine.ScoreRow
+	alerts []rules.Transition
+	done   chan struct{} // closed once stored (or the sink closed)
+	err    error
+}
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+// Open connects, creates or migrates the schema and starts the flusher.
+func Open(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.Database == "" {
+		cfg.Database = "pulse"
+	}
+	if cfg.BatchRows == 0 {
+		cfg.BatchRows = 100_000
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	conn, err := ch.Open(&ch.Options{
+		Addr:        cfg.Addr,
+		Auth:        ch.Auth{Username: cfg.Username, Password: cfg.Password},
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	s := &Sink{cfg: cfg, conn: conn, filling: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	go s.flusher()
+	return s, nil
+}
+
+// Dialect names the schema dialect in use: "compat" (18.16) or "modern".
+func (s *Sink) Dialect() string { return s.dialect.name }
+
+func (s *Sink) migrate(ctx context.Context) error {
+	v, err := s.conn.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("clickhouse: server version: %w", err)
+	}
+	s.dialect = compatDialect()
+	if modern(v.Version.Major, v.Version.Minor) {
+		s.dialect = modernDialect(s.cfg.HistoryMonths)
+	}
+	db := s.cfg.Database
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		return fmt.Errorf("clickhouse: creating database %s: %w", db, err)
+	}
+	if err := s.conn.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.pulse_schema (version UInt32, dialect String, applied DateTime('UTC')) ENGINE = TinyLog", db)); err != nil {
+		return fmt.Errorf("clickhouse: creating %s.pulse_schema: %w", db, err)
+	}
+	var applied uint32
+	row := s.conn.QueryRow(ctx, fmt.Sprintf("SELECT max(version) FROM %s.pulse_schema", db))
+	if err := row.Scan(&applied); err != nil {
+		return fmt.Errorf("clickhouse: reading the schema version: %w", err)
+	}
+	for i, stmt := range migrations(db, s.dialect) {
+		version := uint32(i + 1)
+		if version <= applied {
+			continue
+		}
+		if err := s.conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("clickhouse: migration %d: %w", version, err)
+		}
+		if err := s.record(ctx, version); err != nil {
+			return fmt.Errorf("clickhouse: recording migration %d: %w", version, err)
+		}
+		s.cfg.Log.Info("clickhouse schema migrated", "version", version, "dialect", s.dialect.name)
+	}
+	return nil
+}
+
+// record notes an applied migration. Inserts go through batches: 18.16
+// does not take bound INSERT … VALUES over the native protocol.
+func (s *Sink) record(ctx context.Context, version uint32) error {
+	b, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.pulse_schema (version, dialect, applied)", s.cfg.Database))
+	if err != nil {
+		return err
+	}
+	if err := b.Append(version, s.dialect.name, time.Now().UTC()); err != nil {
+		b.Abort()
+		return err
+	}
+	return b.Send()
+}
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("clickhouse sink closed")
+
+// Write implements engine.Sink: it returns once ClickHouse stores the rows
+// (or ctx ends — the rows may still be stored later; a re-sent batch
+// replaces them).
+func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
+	if len(b.Scores) == 0 && len(b.Transitions) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+		s.mu.Unlock()
+		return ErrClosed
+	default:
+	}
+	f := s.filling
+	f.scores = append(f.scores, b.Scores...)
+	f.alerts = append(f.alerts, b.Transitions...)
+	full := len(f.scores)+len(f.alerts) >= s.cfg.BatchRows
+	s.mu.Unlock()
+	if full {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stores what is pending (within ctx) and closes the connection.
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+	}
+	return s.conn.Close()
+}
+
+func (s *Sink) flusher() {
+	defer close(s.stopped)
+	t := time.NewTicker(s.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		stopping := false
+		select {
+		case <-t.C:
+		case <-s.kick:
+		case <-s.stop:
+			stopping = true
+		}
+		s.mu.Lock()
+		b := s.filling
+		s.filling = newBatch()
+		s.mu.Unlock()
+		s.store(b, stopping)
+		close(b.done)
+		if stopping {
+			return
+		}
+	}
+}
+
+// store inserts a batch, retrying with capped exponential backoff and full
+// jitter until it succeeds — or, once stopping, until one last try fails.
+func (s *Sink) store(b *batch, stopping bool) {
+	if len(b.scores) == 0 && len(b.alerts) == 0 {
+		return
+	}
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.insert(ctx, b)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				s.cfg.Log.Info("clickhouse write recovered", "attempts", attempt, "rows", len(b.scores)+len(b.alerts))
+			}
+			return
+		}
+		s.cfg.Log.Warn("clickhouse write failed; retrying", "attempt", attempt, "rows", len(b.scores)+len(b.alerts), "err", err)
+		if stopping {
+			b.err = err
+			return
+		}
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(wait))) + wait/2):
+		case <-s.stop:
+			stopping = true
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}
+
+var scoreColumns = func() string {
+	cols := []string{"account_id", "ts", "ts_ns", "score", "grade", "depth"}
+	for i := range rules.NumAttrs {
+		cols = append(cols, rules.Attr(i).String())
+	}
+	for i := range rules.NumMetrics {
+		cols = append(cols, rules.Metric(i).String())
+	}
+	return strings.Join(cols, ", ")
+}()
+
+var alertColumns = func() string {
+	cols := []string{"alert_id", "state", "account_id", "rule", "severity", "kind", "ts", "ts_ns", "score", "grade", "depth", "metric_names", "metric_values", "message"}
+	for i := range rules.NumAttrs {
+		cols = append(cols, rules.Attr(i).String())
+	}
+	return strings.Join(cols, ", ")
+}()
+
+func (s *Sink) insert(ctx context.Context, b *batch) error {
+	if len(b.scores) > 0 {
+		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.scores (%s)", s.cfg.Database, scoreColumns))
+		if err != nil {
+			return err
+		}
+		vals := make([]any, 0, 6+rules.NumAttrs+rules.NumMetrics)
+		for i := range b.scores {
+			r := &b.scores[i]
+			vals = append(vals[:0], r.AccountID, time.Unix(0, r.Ts).UTC(), uint64(r.Ts), nullable(r.Score), r.Grade.String(), r.Depth.String())
+			for _, a := range r.Attrs {
+				vals = append(vals, a)
+			}
+			for _, m := range r.Metrics {
+				vals = append(vals, nullable(m))
+			}
+			if err := ib.Append(vals...); err != nil {
+				ib.Abort()
+				return err
+			}
+		}
+		if err := ib.Send(); err != nil {
+			return err
+		}
+		b.scores = nil // stored: a retry of the alerts must not insert them again
+	}
+	if len(b.alerts) > 0 {
+		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.alerts (%s)", s.cfg.Database, alertColumns))
+		if err != nil {
+			return err
+		}
+		for i := range b.alerts {
+			t := &b.alerts[i]
+			names := make([]string, len(t.Values))
+			values := make([]float64, len(t.Values))
+			for j, v := range t.Values {
+				names[j], values[j] = v.Name, v.Value // NaN stands for null
+			}
+			vals := []any{t.ID, t.State.String(), t.AccountID, t.Rule, t.Severity.String(), t.Kind.String(),
+				time.Unix(0, t.Ts).UTC(), uint64(t.Ts), nullable(t.Score), t.Grade.String(), t.Depth.String(), names, values, t.Message}
+			for _, a := range t.Attrs {
+				vals = append(vals, a)
+			}
+			if err := ib.Append(vals...); err != nil {
+				ib.Abort()
+				return err
+			}
+		}
+		if err := ib.Send(); err != nil {
+			return err
+		}
+		b.alerts = nil
+	}
+	return nil
+}
+
+func nullable(v float64) *float64 {
+	if rules.IsNull(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}

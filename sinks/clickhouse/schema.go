@@ -1,0 +1,128 @@
+package clickhouse
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pulsehq/pulse/rules"
+)
+
+// The schema has two dialects. ClickHouse 18.16 (Debian's package) has no
+// LowCardinality (without an experimental setting), TTL or column codecs;
+// current releases have all three. Both store the same columns with the
+// same sorting keys, so every query works on both.
+type dialect struct {
+	name          string
+	lowCard       func(string) string // wraps a repetitive String column
+	partition     string              // PARTITION BY clause, or ""
+	ttl           func(col string) string
+	codecTime     string
+	historyMonths int
+}
+
+func compatDialect() dialect {
+	return dialect{name: "compat", lowCard: func(t string) string { return t }, ttl: func(string) string { return "" }}
+}
+
+func modernDialect(historyMonths int) dialect {
+	return dialect{
+		name:      "modern",
+		lowCard:   func(t string) string { return "LowCardinality(" + t + ")" },
+		partition: "PARTITION BY toYYYYMM(ts)",
+		ttl: func(col string) string {
+			if historyMonths <= 0 {
+				return ""
+			}
+			return fmt.Sprintf("TTL %s + INTERVAL %d MONTH", col, historyMonths)
+		},
+		codecTime:     " CODEC(DoubleDelta, ZSTD)",
+		historyMonths: historyMonths,
+	}
+}
+
+// modern reports whether a server version takes the modern DDL.
+func modern(major, minor uint64) bool { return major > 20 || major == 20 && minor >= 1 }
+
+const (
+	gradeEnum = "Enum8('none' = 0, 'red' = 1, 'yellow' = 2, 'green' = 3)"
+	depthEnum = "Enum8('none' = 0, 'record' = 1, 'process' = 2, 'integration' = 3, 'custom' = 4)"
+)
+
+// migrations are applied in order, each once, recorded in pulse_schema.
+// Never edit one that has shipped: append a new one.
+func migrations(db string, d dialect) []string {
+	var attrs, metrics strings.Builder
+	for i := range rules.NumAttrs {
+		fmt.Fprintf(&attrs, "    %s %s,\n", rules.Attr(i), d.lowCard("String"))
+	}
+	for i := range rules.NumMetrics {
+		fmt.Fprintf(&metrics, "    %s Nullable(Float64),\n", rules.Metric(i))
+	}
+	clause := func(parts ...string) string {
+		var out []string
+		for _, p := range parts {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	scores := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.scores (
+    account_id String,
+    ts DateTime('UTC')%s,
+    ts_ns UInt64,
+    score Nullable(Float64),
+    grade %s,
+    depth %s,
+%s%s    inserted DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(inserted)
+%s`, db, d.codecTime, gradeEnum, depthEnum, attrs.String(), metrics.String(),
+		clause(d.partition, "ORDER BY (account_id, ts, ts_ns)", d.ttl("ts")))
+
+	alerts := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.alerts (
+    alert_id String,
+    state Enum8('firing' = 0, 'resolved' = 1),
+    account_id String,
+    rule %s,
+    severity Enum8('low' = 0, 'medium' = 1, 'high' = 2),
+    kind Enum8('risk' = 0, 'opportunity' = 1),
+    ts DateTime('UTC')%s,
+    ts_ns UInt64,
+    score Nullable(Float64),
+    grade %s,
+    depth %s,
+    metric_names Array(String),
+    metric_values Array(Float64),
+    message String,
+%s    inserted DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(inserted)
+%s`, db, d.lowCard("String"), d.codecTime, gradeEnum, depthEnum, attrs.String(),
+		clause(d.partition, "ORDER BY (alert_id, state)", d.ttl("ts")))
+
+	// The daily rollup keeps, per account and UTC day, the last score and
+	// grade and the day's peak DAU: all idempotent aggregates, so a replay
+	// that inserts the same score rows again changes nothing.
+	daily := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.daily (
+    day Date,
+    account_id String,
+    score AggregateFunction(argMax, Float64, UInt64),
+    grade AggregateFunction(argMax, String, UInt64),
+    dau AggregateFunction(max, Float64),
+    events_7d AggregateFunction(argMax, Float64, UInt64),
+    csm AggregateFunction(argMax, String, UInt64)
+) ENGINE = AggregatingMergeTree()
+%s`, db, clause(strings.Replace(d.partition, "toYYYYMM(ts)", "toYYYYMM(day)", 1), "ORDER BY (account_id, day)", d.ttl("day")))
+
+	dailyView := fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.daily_mv TO %s.daily AS
+SELECT
+    toDate(ts) AS day,
+    account_id,
+    argMaxState(ifNull(score, nan), ts_ns) AS score,
+    argMaxState(toString(grade), ts_ns) AS grade,
+    maxState(ifNull(dau, 0)) AS dau,
+    argMaxState(ifNull(events_7d, 0), ts_ns) AS events_7d,
+    argMaxState(csm, ts_ns) AS csm
+FROM %s.scores
+GROUP BY day, account_id`, db, db, db)
+	return []string{scores, alerts, daily, dailyView}
+}
