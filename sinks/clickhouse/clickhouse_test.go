@@ -79,12 +79,16 @@ func TestSchemaIsCreatedOnceOnThisServer(t *testing.T) {
 // batches replays a generated stream with score rows on and returns what
 // the partitions hand to the sinks.
 func batches(t testing.TB, accounts, days int) ([]engine.Batch, int, int) {
+	return batchesFrom(t, accounts, days, time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC))
+}
+
+func batchesFrom(t testing.TB, accounts, days int, end time.Time) ([]engine.Batch, int, int) {
 	data, _ := os.ReadFile("../../deploy/rules/example.yaml")
 	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: 5, End: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)})
+	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: 5, End: end})
 	p := engine.NewPartition(0, rs, engine.Config{ScoreRows: true})
 	var d engine.Decoder
 	var ev engine.Event
