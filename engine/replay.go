@@ -23,6 +23,7 @@ type Replayer struct {
 	counts [NumReasons]uint64
 	after  uint64
 	trans  []rules.Transition
+	scores []ScoreRow // with Config.ScoreRows
 
 	// OnReject, if set, is called for each rejected event with its line
 	// number (from 1), reason and a description.
@@ -59,6 +60,7 @@ func (r *Replayer) Line(lineNo int, line []byte) {
 		if reason == ReasonOK {
 			r.maxTs = max(r.maxTs, r.ev.Ts)
 			r.trans = append(r.trans, p.TakeTransitions()...)
+			r.scores = append(r.scores, p.TakeScores()...)
 		} else {
 			detail = reasonDetails[reason]
 		}
@@ -94,6 +96,7 @@ func (r *Replayer) Finish() int64 {
 		p.AdvanceTo(t)
 		p.EvaluateAll()
 		r.trans = append(r.trans, p.TakeTransitions()...)
+		r.scores = append(r.scores, p.TakeScores()...)
 	}
 	return t
 }
@@ -117,6 +120,10 @@ func (r *Replayer) EachState(fn func(*AccountState)) {
 		fn(&s)
 	}
 }
+
+// Scores returns the score rows emitted (with Config.ScoreRows), in
+// emission order.
+func (r *Replayer) Scores() []ScoreRow { return r.scores }
 
 // Transitions returns the alert transitions in event-time order (ties by
 // account, rule and state), independent of the partition count.

@@ -21,6 +21,7 @@ import (
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks/clickhouse"
 )
 
 // fileConfig is the YAML of `pulse run --config FILE`. Every key is
@@ -34,7 +35,18 @@ type fileConfig struct {
 	Checkpoint checkpointConfig `yaml:"checkpoint"`
 	Embedded   embeddedConfig   `yaml:"embedded"`
 	Output     outputConfig     `yaml:"output"`
+	ClickHouse clickhouseConfig `yaml:"clickhouse"`
 	Log        logConfig        `yaml:"log"`
+}
+
+type clickhouseConfig struct {
+	Addr          []string `yaml:"addr"` // native protocol, host:9000; empty: no ClickHouse
+	Database      string   `yaml:"database"`
+	Username      string   `yaml:"username"`
+	Password      string   `yaml:"password"` // prefer PULSE_CLICKHOUSE_PASSWORD
+	BatchRows     int      `yaml:"batch_rows"`
+	FlushInterval string   `yaml:"flush_interval"`
+	HistoryMonths int      `yaml:"history_months"` // TTL where the server has TTL; 0 keeps everything
 }
 
 type kafkaConfig struct {
@@ -70,6 +82,7 @@ type engineConfig struct {
 	EvalInterval  string `yaml:"eval_interval"`
 	SweepInterval string `yaml:"sweep_interval"`
 	IdleAdvance   string `yaml:"idle_advance"` // "0" turns it off
+	ScoreInterval string `yaml:"score_interval"`
 }
 
 type checkpointConfig struct {
@@ -107,7 +120,8 @@ func defaultConfig() fileConfig {
 		Listen:     "127.0.0.1:8080",
 		Rules:      "deploy/rules/example.yaml",
 		Kafka:      kafkaConfig{Topic: "events", Group: "pulse", Start: stream.StartEarliest, FetchMaxBytes: 16 << 20, FetchMaxWait: "250ms", SessionTimeout: "10s"},
-		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m"},
+		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m", ScoreInterval: "1h"},
+		ClickHouse: clickhouseConfig{Database: "pulse", Username: "default", BatchRows: 100_000, FlushInterval: "1s"},
 		Checkpoint: checkpointConfig{Dir: "pulse-data/checkpoints", Interval: "30s"},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 35, Speed: 20000, Seed: 1}},
@@ -121,6 +135,7 @@ type runConfig struct {
 	file              fileConfig
 	embedded          bool
 	aggregateInterval time.Duration
+	clickhouse        *clickhouse.Config // nil: no ClickHouse
 	stream            stream.Config
 	logLevel          string
 }
@@ -150,6 +165,12 @@ func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
 	if v := getenv("PULSE_KAFKA_SASL_PASSWORD"); v != "" {
 		fc.Kafka.SASL.Password = v
 	}
+	if v := getenv("PULSE_CLICKHOUSE_ADDR"); v != "" {
+		fc.ClickHouse.Addr = strings.Split(v, ",")
+	}
+	if v := getenv("PULSE_CLICKHOUSE_PASSWORD"); v != "" {
+		fc.ClickHouse.Password = v
+	}
 	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0, logLevel: fc.Log.Level}
 	if err := rc.validate(); err != nil {
 		if path == "" {
@@ -159,6 +180,8 @@ func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
 	}
 	return rc, nil
 }
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 var yamlLineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
 
@@ -189,6 +212,9 @@ func (rc *runConfig) validate() error {
 		return err
 	}
 	if ec.SweepInterval, err = dur("engine.sweep_interval", fc.Engine.SweepInterval, false); err != nil {
+		return err
+	}
+	if ec.ScoreInterval, err = dur("engine.score_interval", fc.Engine.ScoreInterval, false); err != nil {
 		return err
 	}
 	if err := ec.Validate(); err != nil {
@@ -236,6 +262,22 @@ func (rc *runConfig) validate() error {
 	}
 	if rc.embedded {
 		sc.Brokers = []string{fc.Embedded.Listen}
+	}
+	if chc := fc.ClickHouse; len(chc.Addr) > 0 {
+		cc := clickhouse.Config{Addr: chc.Addr, Database: chc.Database, Username: chc.Username, Password: chc.Password, BatchRows: chc.BatchRows, HistoryMonths: chc.HistoryMonths}
+		if cc.FlushInterval, err = dur("clickhouse.flush_interval", chc.FlushInterval, false); err != nil {
+			return err
+		}
+		switch {
+		case !identRe.MatchString(chc.Database):
+			return fmt.Errorf("clickhouse.database: %q must be a plain identifier", chc.Database)
+		case chc.BatchRows < 1:
+			return fmt.Errorf("clickhouse.batch_rows: %d must be ≥ 1", chc.BatchRows)
+		case chc.HistoryMonths < 0:
+			return fmt.Errorf("clickhouse.history_months: %d must be ≥ 0", chc.HistoryMonths)
+		}
+		rc.clickhouse = &cc
+		sc.Engine.ScoreRows = true
 	}
 	if sc.Dialer, err = dialer(&fc.Kafka); err != nil {
 		return err

@@ -16,7 +16,8 @@ func TestDefaultConfigIsTheEmbeddedDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !rc.embedded || rc.file.Listen != "127.0.0.1:8080" || rc.stream.Brokers[0] != "127.0.0.1:9092" ||
-		rc.stream.Topic != "events" || rc.file.Embedded.Partitions != 8 || rc.stream.Engine.EvalInterval != time.Minute {
+		rc.stream.Topic != "events" || rc.file.Embedded.Partitions != 8 || rc.stream.Engine.EvalInterval != time.Minute ||
+		rc.clickhouse != nil || rc.stream.Engine.ScoreRows || rc.stream.Engine.ScoreInterval != time.Hour {
 		t.Fatalf("default config %+v", rc)
 	}
 }
@@ -31,14 +32,15 @@ kafka:
   sasl: {mechanism: scram-sha-512, username: pulse}
 engine: {retention: 60d, idle_advance: "0"}
 `), 0o644)
-	env := map[string]string{"PULSE_KAFKA_SASL_PASSWORD": "s3cret", "PULSE_KAFKA_BROKERS": "a:1,b:2"}
+	env := map[string]string{"PULSE_KAFKA_SASL_PASSWORD": "s3cret", "PULSE_KAFKA_BROKERS": "a:1,b:2", "PULSE_CLICKHOUSE_ADDR": "ch:9000", "PULSE_CLICKHOUSE_PASSWORD": "pw"}
 	rc, err := loadConfig(path, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rc.embedded || strings.Join(rc.stream.Brokers, ",") != "a:1,b:2" || rc.stream.Group != "csm" ||
 		rc.file.Kafka.SASL.Password != "s3cret" || rc.stream.Dialer.SASLMechanism == nil ||
-		rc.stream.Engine.Retention != 60*24*time.Hour || rc.stream.IdleAdvance != 0 {
+		rc.stream.Engine.Retention != 60*24*time.Hour || rc.stream.IdleAdvance != 0 ||
+		rc.clickhouse == nil || rc.clickhouse.Addr[0] != "ch:9000" || rc.clickhouse.Password != "pw" || !rc.stream.Engine.ScoreRows {
 		t.Fatalf("config %+v", rc)
 	}
 }

@@ -6,20 +6,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/synth"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 // The daemon tests run the real pulse binary, built once, as separate
@@ -53,8 +58,9 @@ func freePort(t testing.TB) int {
 
 // proc is a pulse process whose output goes to a log file.
 type proc struct {
-	cmd *exec.Cmd
-	log string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
 }
 
 func startPulse(t testing.TB, args ...string) *proc {
@@ -68,26 +74,32 @@ func startPulse(t testing.TB, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, log: logf.Name()}
+	p := &proc{cmd: cmd, log: logf.Name(), done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
 	return p
 }
 
-func (p *proc) kill() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
 }
 
 // stop sends SIGTERM and returns the exit code.
 func (p *proc) stop(t testing.TB) int {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
 	select {
-	case <-done:
+	case <-p.done:
 		return p.cmd.ProcessState.ExitCode()
 	case <-time.After(40 * time.Second):
 		t.Fatalf("pulse did not stop within 40 s after SIGTERM; log:\n%s", p.output())
@@ -157,14 +169,15 @@ func writeConfig(t testing.TB, dir, body string) string {
 }
 
 // replayed returns what `pulse replay` says of lines: states (one JSON
-// object each, sorted by account) and transitions (sorted).
-func replayed(t testing.TB, lines [][]byte) (states, transitions []string) {
+// object each, sorted by account), transitions (sorted) and score rows (as
+// "account ts_ns grade score", sorted).
+func replayed(t testing.TB, lines [][]byte) (states, transitions, scores []string) {
 	data, _ := os.ReadFile(exampleRules)
 	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := engine.NewReplayer(rs, engine.Config{}, 8, 0, 0)
+	r := engine.NewReplayer(rs, engine.Config{ScoreRows: true}, 8, 0, 0)
 	for i, l := range lines {
 		r.Line(i+1, l)
 	}
@@ -174,7 +187,15 @@ func replayed(t testing.TB, lines [][]byte) (states, transitions []string) {
 		transitions = append(transitions, string(engine.AppendTransitionJSON(nil, &tr)))
 	}
 	slices.Sort(transitions)
-	return states, transitions
+	for _, s := range r.Scores() {
+		score := -1.0
+		if !rules.IsNull(s.Score) {
+			score = math.Round(s.Score*1e4) / 1e4
+		}
+		scores = append(scores, fmt.Sprintf("%s %d %s %s", s.AccountID, s.Ts, s.Grade, strconv.FormatFloat(score, 'f', -1, 64)))
+	}
+	slices.Sort(scores)
+	return states, transitions, scores
 }
 
 // apiStates returns every account state the daemon serves, sorted by id.
@@ -225,6 +246,7 @@ func sameLines(t testing.TB, what string, got, want []string) {
 // and contents, so the deduplicated set is exact.
 func TestDaemonSurvivesKillsAndMatchesReplay(t *testing.T) {
 	broker := startBrokerProcess(t)
+	ch := chtest.Start(t)
 	lines, fenceIDs := fencedStream(60, 35)
 	dir := t.TempDir()
 	port := freePort(t)
@@ -237,7 +259,8 @@ kafka: {brokers: [%s], topic: events, group: crash-test, session_timeout: 6s}
 engine: {idle_advance: "0"}
 checkpoint: {dir: %s, interval: 100ms}
 output: {transitions_file: %s}
-`, port, exampleRules, broker, filepath.Join(dir, "ckpt"), transitionsFile))
+clickhouse: {addr: [%s], database: crash, flush_interval: 50ms}
+`, port, exampleRules, broker, filepath.Join(dir, "ckpt"), transitionsFile, ch.Addr()))
 
 	p := newProducer([]string{broker}, "events")
 	defer p.Close()
@@ -248,7 +271,13 @@ output: {transitions_file: %s}
 	size := len(lines)/parts + 1
 	for i := 0; i+size < len(lines); i += size {
 		d := startPulse(t, "run", "--config", cfg)
-		waitUntil(t, "the daemon to own partitions", 60*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
+		waitUntil(t, "the daemon to own partitions", 60*time.Second, func() bool {
+			if d.exited() {
+				t.Fatalf("pulse exited:\n%s", d.output())
+			}
+			code, _ := httpGet(base + "/readyz")
+			return code == 200
+		})
 		part := lines[i : i+size]
 		slice := len(part)/20 + 1
 		killAt := 5 + 5*(i/size) // a different point each time
@@ -275,7 +304,7 @@ output: {transitions_file: %s}
 		}
 		return true
 	})
-	wantStates, wantTransitions := replayed(t, lines)
+	wantStates, wantTransitions, wantScores := replayed(t, lines)
 	sameLines(t, "states", apiStates(t, base), wantStates)
 	if code := d.stop(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, d.output())
@@ -284,6 +313,47 @@ output: {transitions_file: %s}
 	got := strings.Split(strings.TrimSpace(string(data)), "\n")
 	slices.Sort(got)
 	sameLines(t, "transitions", slices.Compact(got), wantTransitions)
+
+	// ClickHouse holds each score row and transition once (FINAL), exactly
+	// those of the replay, however often a crash made them re-sent.
+	sameLines(t, "ClickHouse score rows", clickhouseRows(t, ch.Addr(),
+		"SELECT concat(account_id, ' ', toString(ts_ns), ' ', toString(grade), ' ', toString(round(ifNull(score, -1), 4))) FROM crash.scores FINAL ORDER BY account_id, ts_ns"), wantScores)
+	var wantAlerts []string
+	for _, tr := range wantTransitions {
+		var x struct {
+			ID    string `json:"alert_id"`
+			State string `json:"state"`
+		}
+		json.Unmarshal([]byte(tr), &x)
+		wantAlerts = append(wantAlerts, x.ID+" "+x.State)
+	}
+	slices.Sort(wantAlerts)
+	sameLines(t, "ClickHouse transitions", clickhouseRows(t, ch.Addr(),
+		"SELECT concat(alert_id, ' ', toString(state)) FROM crash.alerts FINAL ORDER BY alert_id, state"), wantAlerts)
+}
+
+func clickhouseRows(t testing.TB, addr, query string) []string {
+	t.Helper()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rows, err := conn.Query(context.Background(), query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Rules reload while running, by POST /-/reload and SIGHUP: a good file

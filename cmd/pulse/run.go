@@ -20,6 +20,7 @@ import (
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/engine/synth"
+	"github.com/pulsehq/pulse/sinks/clickhouse"
 	"github.com/pulsehq/pulse/sinks/file"
 	"github.com/pulsehq/pulse/sinks/prom"
 	"github.com/pulsehq/pulse/sinks/web"
@@ -83,8 +84,19 @@ func runCmd(args []string, stderr io.Writer) error {
 		}
 	}
 
-	metrics := prom.New("output")
+	metrics := prom.New()
 	sinks := engine.Sinks{}
+	if rc.clickhouse != nil {
+		rc.clickhouse.Log = log
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		chSink, err := clickhouse.Open(octx, *rc.clickhouse)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		log.Info("clickhouse", "addr", rc.clickhouse.Addr, "database", rc.clickhouse.Database, "dialect", chSink.Dialect())
+		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
+	}
 	if path := rc.file.Output.TransitionsFile; path != "" {
 		if path != "-" {
 			os.MkdirAll(filepath.Dir(path), 0o755)
@@ -93,7 +105,7 @@ func runCmd(args []string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("output.transitions_file: %w", err)
 		}
-		sinks = append(sinks, f)
+		sinks = append(sinks, metrics.Wrap("file", f))
 	}
 	sinks = append(sinks, metrics.Sink())
 	rc.stream.Hooks = metrics

@@ -14,17 +14,18 @@ import (
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/synth"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden DDL files")
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func open(t testing.TB, s *server, db string) *Sink {
+func open(t testing.TB, s *chtest.Server, db string) *Sink {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sink, err := Open(ctx, Config{Addr: []string{s.addr()}, Database: db, FlushInterval: 50 * time.Millisecond, Log: quiet})
+	sink, err := Open(ctx, Config{Addr: []string{s.Addr()}, Database: db, FlushInterval: 50 * time.Millisecond, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestDDLText(t *testing.T) {
 }
 
 func TestSchemaIsCreatedOnceOnThisServer(t *testing.T) {
-	srv := startServer(t)
+	srv := chtest.Start(t)
 	sink := open(t, srv, "pulse")
 	if sink.Dialect() != "compat" && sink.Dialect() != "modern" {
 		t.Fatalf("dialect %q", sink.Dialect())
@@ -112,7 +113,7 @@ func batchesFrom(t testing.TB, accounts, days int, end time.Time) ([]engine.Batc
 // re-sent after a crash) leaves no visible duplicate with FINAL, and the
 // daily rollup is unchanged.
 func TestWritesAreReplaySafe(t *testing.T) {
-	srv := startServer(t)
+	srv := chtest.Start(t)
 	sink := open(t, srv, "pulse")
 	bs, nScores, nAlerts := batches(t, 30, 20)
 	if nAlerts == 0 || nScores == 0 {
@@ -174,10 +175,10 @@ func TestWritesAreReplaySafe(t *testing.T) {
 // While ClickHouse is down, Write does not return (so the consumer commits
 // nothing past it); when ClickHouse is back, the rows arrive.
 func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
-	srv := startServer(t)
+	srv := chtest.Start(t)
 	sink := open(t, srv, "pulse")
 	bs, nScores, _ := batches(t, 5, 3)
-	srv.stop(t)
+	srv.Stop(t)
 
 	done := make(chan error, len(bs))
 	for i := range bs {
@@ -188,7 +189,7 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 		t.Fatalf("Write returned (%v) while ClickHouse was down", err)
 	case <-time.After(2 * time.Second):
 	}
-	srv.start(t)
+	srv.Start(t)
 	for range bs {
 		select {
 		case err := <-done:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 // queries reads deploy/clickhouse/queries.sql: "-- name: X" starts a query.
@@ -40,7 +41,7 @@ func queries(t *testing.T) map[string]string {
 // Each shipped query runs on the real server and returns what the score
 // history and transitions, computed independently here, say it should.
 func TestShippedQueries(t *testing.T) {
-	srv := startServer(t)
+	srv := chtest.Start(t)
 	sink := open(t, srv, "pulse")
 	// A history that ends today, so "now" and "this week" mean something.
 	end := time.Now().UTC().Truncate(24 * time.Hour)

@@ -37,17 +37,18 @@ type Metrics struct {
 	ckptBytes   *prometheus.GaugeVec
 	owned       *prometheus.GaugeVec
 	sinkErrors  *prometheus.CounterVec
+	sinkBatches *prometheus.CounterVec
+	sinkSeconds *prometheus.HistogramVec
+	sinkRetries prometheus.Counter
 	deadLetters prometheus.Counter
 	transitions *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
-	sinkName    string
 	now         func() time.Time
 }
 
 // New registers Pulse's metrics, the Go runtime's and the process's.
-// sinkName labels sink failures reported through the hooks.
-func New(sinkName string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), sinkName: sinkName, now: time.Now}
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), now: time.Now}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_events_total", Help: "Events read, by result (ok, invalid, late, future) and, for invalid, reason."}, []string{"result", "reason"})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_kafka_lag", Help: "Messages of a partition not yet applied."}, []string{"topic", "partition"})
@@ -57,11 +58,14 @@ func New(sinkName string) *Metrics {
 	m.ckptSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulse_checkpoint_seconds", Help: "Time to encode and durably write one partition checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
 	m.ckptBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_checkpoint_bytes", Help: "Size of the last checkpoint of a partition."}, []string{"partition"})
 	m.owned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_partition_owned", Help: "1 while this instance owns the partition."}, []string{"partition"})
-	m.sinkErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_sink_errors_total", Help: "Failed sink writes (each is retried)."}, []string{"sink"})
+	m.sinkErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_sink_errors_total", Help: "Failed sink writes, by sink (each is retried)."}, []string{"sink"})
+	m.sinkBatches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_sink_batches_total", Help: "Batches a sink accepted."}, []string{"sink"})
+	m.sinkSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pulse_sink_write_seconds", Help: "Time a sink took to accept a batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"sink"})
+	m.sinkRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_sink_retries_total", Help: "Batch writes retried after a sink failed."})
 	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_dead_letters_total", Help: "Rejected events written to the dead-letter topic."})
 	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_alert_transitions_total", Help: "Alert transitions handed to the sinks, by rule and state."}, []string{"rule", "state"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_rules_reloads_total", Help: "Rules reloads, by result (ok, error)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.deadLetters, m.transitions, m.reloads,
+	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.transitions, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -69,7 +73,6 @@ func New(sinkName string) *Metrics {
 		reason := engine.Reason(r)
 		m.events.WithLabelValues(reason.Result(), reasonLabel(reason)) // export zeros: rates work from the start
 	}
-	m.sinkErrors.WithLabelValues(sinkName)
 	return m
 }
 
@@ -131,7 +134,33 @@ func (m *Metrics) Assigned(p int32, _ bool) { m.owned.WithLabelValues(strconv.It
 
 func (m *Metrics) Revoked(p int32) { m.owned.WithLabelValues(strconv.Itoa(int(p))).Set(0) }
 
-func (m *Metrics) SinkFailed(error) { m.sinkErrors.WithLabelValues(m.sinkName).Inc() }
+func (m *Metrics) SinkFailed(error) { m.sinkRetries.Inc() }
+
+// Wrap counts a sink's accepted batches, failures and write time under its
+// name.
+func (m *Metrics) Wrap(name string, s engine.Sink) engine.Sink {
+	m.sinkErrors.WithLabelValues(name)
+	m.sinkBatches.WithLabelValues(name)
+	return &named{m: m, name: name, Sink: s}
+}
+
+type named struct {
+	engine.Sink
+	m    *Metrics
+	name string
+}
+
+func (n *named) Write(ctx context.Context, b *engine.Batch) error {
+	began := time.Now()
+	err := n.Sink.Write(ctx, b)
+	if err != nil {
+		n.m.sinkErrors.WithLabelValues(n.name).Inc()
+		return err
+	}
+	n.m.sinkBatches.WithLabelValues(n.name).Inc()
+	n.m.sinkSeconds.WithLabelValues(n.name).Observe(time.Since(began).Seconds())
+	return nil
+}
 
 func (m *Metrics) DeadLettered(n int) { m.deadLetters.Add(float64(n)) }
 

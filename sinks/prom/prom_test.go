@@ -55,7 +55,9 @@ func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
 		d.Decode([]byte(l), &ev)
 		p.Apply(&ev, 0)
 	}
-	m := New("output")
+	m := New()
+	failing := m.Wrap("clickhouse", failingSink{})
+	failing.Write(context.Background(), &engine.Batch{})
 	agg := &Aggregates{Source: &partitions{parts: []*engine.Partition{p}, rs: rs}, Interval: time.Hour}
 	m.Registry().MustRegister(agg)
 	agg.refresh(context.Background())
@@ -81,7 +83,8 @@ func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
 		`pulse_kafka_lag{partition="3",topic="events"} 42`,
 		`pulse_checkpoints_total{result="error"} 1`,
 		`pulse_checkpoint_bytes{partition="3"} 1234`,
-		`pulse_sink_errors_total{sink="output"} 1`,
+		`pulse_sink_errors_total{sink="clickhouse"} 1`,
+		`pulse_sink_retries_total 1`,
 		`pulse_dead_letters_total 3`,
 		`pulse_rules_reloads_total{result="ok"} 1`,
 		`pulse_accounts{grade="red"} 1`,
@@ -99,3 +102,8 @@ func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
 		t.Error("an account id leaked into a label")
 	}
 }
+
+type failingSink struct{}
+
+func (failingSink) Write(context.Context, *engine.Batch) error { return errors.New("down") }
+func (failingSink) Close(context.Context) error                { return nil }

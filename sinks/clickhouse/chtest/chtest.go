@@ -1,4 +1,7 @@
-package clickhouse
+// Package chtest starts real ClickHouse servers for tests: Debian's
+// clickhouse-server, each in its own directory on free ports, stopped when
+// the test ends.
+package chtest
 
 import (
 	"fmt"
@@ -12,9 +15,8 @@ import (
 	"time"
 )
 
-// server is a real ClickHouse server (Debian's clickhouse-server) that a
-// test starts in its own directory on free ports.
-type server struct {
+// Server is a running ClickHouse server.
+type Server struct {
 	dir, bin   string
 	tcp, httpP int
 	cmd        *exec.Cmd
@@ -30,7 +32,10 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startServer(t testing.TB) *server {
+// Start starts a server. Without clickhouse-server installed the test is
+// skipped — or fails, when PULSE_REQUIRE_CLICKHOUSE is set (as the test
+// script sets it).
+func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("clickhouse-server")
 	if err != nil {
@@ -39,7 +44,7 @@ func startServer(t testing.TB) *server {
 		}
 		t.Skip("clickhouse-server is not installed; ./scripts/test.sh installs it and makes these tests required")
 	}
-	s := &server{dir: t.TempDir(), tcp: freePort(t), httpP: freePort(t)}
+	s := &Server{dir: t.TempDir(), tcp: freePort(t), httpP: freePort(t)}
 	cfg := fmt.Sprintf(`<yandex>
   <logger><level>warning</level><log>%[1]s/server.log</log><errorlog>%[1]s/error.log</errorlog></logger>
   <listen_host>127.0.0.1</listen_host>
@@ -58,14 +63,16 @@ func startServer(t testing.TB) *server {
 		t.Fatal(err)
 	}
 	s.bin = bin
-	s.start(t)
-	t.Cleanup(func() { s.stop(t) })
+	s.Start(t)
+	t.Cleanup(func() { s.Stop(t) })
 	return s
 }
 
-func (s *server) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.tcp) }
+// Addr is the native-protocol address.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.tcp) }
 
-func (s *server) start(t testing.TB) {
+// Start (re)starts a stopped server on the same directory and ports.
+func (s *Server) Start(t testing.TB) {
 	t.Helper()
 	s.cmd = exec.Command(s.bin, "--config-file="+filepath.Join(s.dir, "config.xml"))
 	s.cmd.Dir = s.dir
@@ -89,7 +96,8 @@ func (s *server) start(t testing.TB) {
 	}
 }
 
-func (s *server) stop(t testing.TB) {
+// Stop stops the server (SIGTERM).
+func (s *Server) Stop(t testing.TB) {
 	if s.cmd == nil || s.cmd.ProcessState != nil {
 		return
 	}
