@@ -5,8 +5,9 @@
 // current), over the native protocol.
 //
 // Writes are group-committed: every Write joins the batch being filled and
-// returns once a single INSERT per table has stored it (a batch is cut at
-// BatchRows or every FlushInterval). A failing INSERT is retried with
+// returns once a single INSERT per table has stored it. A batch is cut when
+// no Write came for Linger (all writers are waiting), at BatchRows, or
+// FlushInterval after its first rows. A failing INSERT is retried with
 // backoff and jitter, and the Writes waiting on it wait too, so the
 // consumer stops committing offsets past what ClickHouse holds
 // (backpressure) and catches up when it returns; memory stays bounded by
@@ -40,8 +41,12 @@ type Config struct {
 	Username      string
 	Password      string
 	BatchRows     int           // cut a batch at this many rows (default 100,000)
-	FlushInterval time.Duration // and at least this often (default 1s)
-	HistoryMonths int           // TTL of history on servers that have TTL; 0 keeps it forever
+	FlushInterval time.Duration // at most this long after its first rows (default 1s)
+	// Linger cuts a batch once no Write has arrived for this long (default
+	// 5ms): every writer waits for its batch, so once all are waiting
+	// there is nothing to gain from waiting longer.
+	Linger        time.Duration
+	HistoryMonths int // TTL of history on servers that have TTL; 0 keeps it forever
 	Log           *slog.Logger
 }
 
@@ -54,7 +59,8 @@ type Sink struct {
 
 	mu      sync.Mutex
 	filling *batch
-	kick    chan struct{}
+	arrived chan struct{} // a Write added rows
+	kick    chan struct{} // the filling batch is full
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -80,6 +86,9 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = time.Second
 	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -91,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	s := &Sink{cfg: cfg, conn: conn, filling: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	s := &Sink{cfg: cfg, conn: conn, filling: newBatch(), arrived: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		conn.Close()
 		return nil, err
@@ -176,11 +185,9 @@ func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
 	f.alerts = append(f.alerts, b.Transitions...)
 	full := len(f.scores)+len(f.alerts) >= s.cfg.BatchRows
 	s.mu.Unlock()
+	signal(s.arrived)
 	if full {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+		signal(s.kick)
 	}
 	select {
 	case <-f.done:
@@ -206,21 +213,48 @@ func (s *Sink) Close(ctx context.Context) error {
 	return s.conn.Close()
 }
 
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// flusher cuts and stores batches: once rows have arrived, it waits until
+// no Write came for Linger, the batch is full, or FlushInterval passed.
 func (s *Sink) flusher() {
 	defer close(s.stopped)
-	t := time.NewTicker(s.cfg.FlushInterval)
-	defer t.Stop()
+	linger := time.NewTimer(time.Hour)
+	defer linger.Stop()
 	for {
 		stopping := false
 		select {
-		case <-t.C:
-		case <-s.kick:
+		case <-s.arrived:
 		case <-s.stop:
 			stopping = true
 		}
+		deadline := time.After(s.cfg.FlushInterval)
+		linger.Reset(s.cfg.Linger)
+	wait:
+		for !stopping {
+			select {
+			case <-s.arrived:
+				linger.Reset(s.cfg.Linger)
+			case <-linger.C:
+				break wait
+			case <-deadline:
+				break wait
+			case <-s.kick:
+				break wait
+			case <-s.stop:
+				stopping = true
+			}
+		}
 		s.mu.Lock()
 		b := s.filling
-		s.filling = newBatch()
+		// Size the next batch like this one: appending to a grown slice
+		// would copy every row again.
+		s.filling = &batch{done: make(chan struct{}), scores: make([]engine.ScoreRow, 0, len(b.scores)), alerts: make([]rules.Transition, 0, len(b.alerts))}
 		s.mu.Unlock()
 		s.store(b, stopping)
 		close(b.done)
