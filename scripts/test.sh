@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs, on a fresh machine or a developer's.
-# It installs what the tests need that is missing (Chromium and ClickHouse,
-# from apt),
-# then checks formatting, vets and runs every test (with the race
-# detector). The Kafka-protocol broker the tests use is kfake, in process
+# It installs what the tests need that is missing (Chromium, ClickHouse and
+# Prometheus, from apt), then checks formatting, vets and runs every test
+# (with the race detector). The Kafka-protocol broker the tests use is kfake, in process
 # or as `pulse broker`: nothing to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +13,13 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # What the tests run for real: headless Chromium renders the status page;
-# ClickHouse (Debian's 18.16) stores history — each test starts its own
-# server on free ports, so nothing needs to be running.
+# ClickHouse (Debian's 18.16) stores history; Prometheus scrapes a running
+# pulse and promtool checks the shipped rules. Each test starts its own
+# servers on free ports, so nothing needs to be running.
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v clickhouse-server >/dev/null 2>&1 || missing="$missing clickhouse-server clickhouse-client"
+command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
 if [ -n "$missing" ]; then
 	if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 		echo "== installing$missing (apt)"
@@ -29,7 +30,7 @@ if [ -n "$missing" ]; then
 		exit 1
 	fi
 fi
-export PULSE_REQUIRE_BROWSER=1 PULSE_REQUIRE_CLICKHOUSE=1
+export PULSE_REQUIRE_BROWSER=1 PULSE_REQUIRE_CLICKHOUSE=1 PULSE_REQUIRE_PROMETHEUS=1
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

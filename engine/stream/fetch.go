@@ -101,7 +101,7 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 		if errors.Is(err, kafka.OffsetOutOfRange) {
 			return f.outOfRange(ctx, conn, offset)
 		}
-		if len(c.values) > 0 || err == nil {
+		if len(c.values) > 0 || err == nil || isTimeout(err) { // an empty fetch still reports the position and lag
 			select {
 			case f.out <- c:
 			case <-ctx.Done():

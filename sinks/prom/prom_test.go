@@ -39,7 +39,9 @@ func scrape(t *testing.T, m *Metrics) string {
 	return string(b)
 }
 
-func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
+// populated returns metrics fed by every hook, a sink and the aggregates
+// of a real partition.
+func populated(t *testing.T) (*Metrics, *engine.Partition) {
 	data, _ := os.ReadFile("../../deploy/rules/example.yaml")
 	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
 	if err != nil {
@@ -73,7 +75,11 @@ func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
 	m.DeadLettered(3)
 	m.RulesReloaded(nil)
 	m.Sink().Write(context.Background(), &engine.Batch{Transitions: p.TakeTransitions()})
+	return m, p
+}
 
+func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
+	m, _ := populated(t)
 	out := scrape(t, m)
 	for _, want := range []string{
 		`pulse_events_total{reason="",result="ok"} 5`,
