@@ -16,3 +16,6 @@ go run ./bench/replay --pulse ./pulse | tee bench/results/replay.md
 
 echo "== end-to-end streaming"
 go run ./bench/consume --pulse ./pulse | tee bench/results/consume.md
+
+echo "== ClickHouse sink vs bare insert (starts its own server)"
+go test ./sinks/clickhouse -run '^$' -bench Insert -benchtime 5x | tee bench/results/clickhouse.txt
