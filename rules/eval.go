@@ -57,6 +57,9 @@ type Transition struct {
 	Values    []NamedValue // the metrics the rule reads, in Alert.Reads order
 	Message   string
 	Attrs     [NumAttrs]string
+	// Factors is the score's explanation at the transition (every factor,
+	// as Result.Factors): notifications show what costs the most points.
+	Factors []FactorResult
 }
 
 // NamedValue is one metric value; Value is Null (NaN) when null.
@@ -253,6 +256,7 @@ func (e *Evaluator) emit(rs *Ruleset, a *Alert, in Input, st AlertState, phase P
 		t.Values[i] = NamedValue{Name: name, Value: v}
 	}
 	t.Message = a.render(&t, in.Metrics)
+	t.Factors = slices.Clone(e.factors)
 	e.transitions = append(e.transitions, t)
 }
 
@@ -291,4 +295,27 @@ func (rs *Ruleset) Forget(st *State, account string, attrs *[NumAttrs]string, no
 	}
 	st.Alerts = nil
 	return out
+}
+
+// Costliest returns up to n factors that cost the score the most points
+// (weight × (100 − points)), most first; factors with a null metric and
+// factors at full points are left out.
+func Costliest(factors []FactorResult, n int) []FactorResult {
+	var out []FactorResult
+	for _, f := range factors {
+		if !IsNull(f.Points) && f.Points < 100 {
+			out = append(out, f)
+		}
+	}
+	cost := func(f FactorResult) float64 { return f.Weight * (100 - f.Points) }
+	slices.SortStableFunc(out, func(a, b FactorResult) int {
+		switch {
+		case cost(a) > cost(b):
+			return -1
+		case cost(a) < cost(b):
+			return 1
+		}
+		return 0
+	})
+	return out[:min(n, len(out))]
 }

@@ -307,3 +307,20 @@ score:
 		t.Fatalf("Evaluate allocates %.1f times per call without transitions", allocs)
 	}
 }
+
+func TestCostliest(t *testing.T) {
+	fs := []FactorResult{
+		{Name: "a", Points: 50, Weight: 1},   // costs 50
+		{Name: "b", Points: 90, Weight: 3},   // 30
+		{Name: "c", Points: Null, Weight: 9}, // null: left out
+		{Name: "d", Points: 0, Weight: 2},    // 200
+		{Name: "e", Points: 100, Weight: 5},  // full: left out
+	}
+	got := Costliest(fs, 2)
+	if len(got) != 2 || got[0].Name != "d" || got[1].Name != "a" {
+		t.Fatalf("%+v", got)
+	}
+	if len(Costliest(fs, 10)) != 3 {
+		t.Fatal("want the three that cost points")
+	}
+}

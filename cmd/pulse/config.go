@@ -36,7 +36,16 @@ type fileConfig struct {
 	Embedded   embeddedConfig   `yaml:"embedded"`
 	Output     outputConfig     `yaml:"output"`
 	ClickHouse clickhouseConfig `yaml:"clickhouse"`
+	Webhooks   webhooksConfig   `yaml:"webhooks"`
 	Log        logConfig        `yaml:"log"`
+}
+
+// webhooksConfig tunes delivery to the notify block of the rules file.
+type webhooksConfig struct {
+	PublicURL string `yaml:"public_url"` // messages link to PUBLIC_URL/api/accounts/{id}
+	GroupWait string `yaml:"group_wait"`
+	QueueSize int    `yaml:"queue_size"`
+	StateFile string `yaml:"state_file"` // deliveries and snoozes, kept across restarts
 }
 
 type clickhouseConfig struct {
@@ -125,8 +134,9 @@ func defaultConfig() fileConfig {
 		Checkpoint: checkpointConfig{Dir: "pulse-data/checkpoints", Interval: "30s"},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 35, Speed: 20000, Seed: 1}},
-		Output: outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
-		Log:    logConfig{Level: "info"},
+		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
+		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state"},
+		Log:      logConfig{Level: "info"},
 	}
 }
 
@@ -136,6 +146,7 @@ type runConfig struct {
 	embedded          bool
 	aggregateInterval time.Duration
 	clickhouse        *clickhouse.Config // nil: no ClickHouse
+	groupWait         time.Duration
 	stream            stream.Config
 	logLevel          string
 }
@@ -230,6 +241,15 @@ func (rc *runConfig) validate() error {
 	}
 	if rc.aggregateInterval, err = dur("output.metrics_interval", fc.Output.MetricsInterval, false); err != nil {
 		return err
+	}
+	if rc.groupWait, err = dur("webhooks.group_wait", fc.Webhooks.GroupWait, true); err != nil {
+		return err
+	}
+	if fc.Webhooks.QueueSize < 1 {
+		return fmt.Errorf("webhooks.queue_size: %d must be ≥ 1", fc.Webhooks.QueueSize)
+	}
+	if u := fc.Webhooks.PublicURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return fmt.Errorf("webhooks.public_url: %q must start with http:// or https://", u)
 	}
 	if sc.FetchMaxWait, err = dur("kafka.fetch_max_wait", fc.Kafka.FetchMaxWait, false); err != nil {
 		return err

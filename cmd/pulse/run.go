@@ -24,6 +24,7 @@ import (
 	"github.com/pulsehq/pulse/sinks/file"
 	"github.com/pulsehq/pulse/sinks/prom"
 	"github.com/pulsehq/pulse/sinks/web"
+	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
 // shutdownTimeout bounds a graceful stop: stop fetching, flush sinks,
@@ -107,6 +108,20 @@ func runCmd(args []string, stderr io.Writer) error {
 		}
 		sinks = append(sinks, metrics.Wrap("file", f))
 	}
+	var notify *webhook.Sink
+	if len(rs.Notify) > 0 {
+		wh := rc.file.Webhooks
+		if wh.StateFile != "" {
+			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
+		}
+		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
+			QueueSize: wh.QueueSize, StateFile: wh.StateFile, Log: log, Counted: metrics.Notified})
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, notify)
+		log.Info("webhooks", "notifiers", len(rs.Notify))
+	}
 	sinks = append(sinks, metrics.Sink())
 	rc.stream.Hooks = metrics
 	rc.stream.Log = log
@@ -123,6 +138,9 @@ func runCmd(args []string, stderr io.Writer) error {
 			return err
 		}
 		consumer.SetRules(next)
+		if notify != nil {
+			notify.SetNotifiers(next.Notify)
+		}
 		log.Info("rules reloaded", "file", rc.file.Rules, "version", next.Version, "alerts", len(next.Alerts))
 		return nil
 	}
@@ -136,7 +154,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	}()
 
 	srv := &http.Server{
-		Handler:           (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log}).Handler(),
+		Handler:           (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify)}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", rc.file.Listen)
@@ -171,6 +189,14 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// snoozer keeps a nil *webhook.Sink from becoming a non-nil interface.
+func snoozer(s *webhook.Sink) web.Snoozer {
+	if s == nil {
+		return nil
+	}
+	return s
 }
 
 // startEmbeddedBroker runs an in-process Kafka-protocol broker (kfake) with

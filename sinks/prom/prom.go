@@ -43,6 +43,7 @@ type Metrics struct {
 	deadLetters prometheus.Counter
 	transitions *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
+	notified    *prometheus.CounterVec
 	now         func() time.Time
 }
 
@@ -64,8 +65,9 @@ func New() *Metrics {
 	m.sinkRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_sink_retries_total", Help: "Batch writes retried after a sink failed."})
 	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_dead_letters_total", Help: "Rejected events written to the dead-letter topic."})
 	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_alert_transitions_total", Help: "Alert transitions handed to the sinks, by rule and state."}, []string{"rule", "state"})
+	m.notified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_notifications_total", Help: "Webhook notifications by notifier and outcome (sent, failed, dropped_queue_full, snoozed, duplicate, repeat)."}, []string{"notifier", "outcome"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_rules_reloads_total", Help: "Rules reloads, by result (ok, error)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.transitions, m.reloads,
+	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.transitions, m.reloads, m.notified,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -90,6 +92,11 @@ func (m *Metrics) Handler() http.Handler {
 
 // Registry is where extra collectors register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Notified counts a webhook notification outcome.
+func (m *Metrics) Notified(notifier, outcome string) {
+	m.notified.WithLabelValues(notifier, outcome).Inc()
+}
 
 // RulesReloaded counts a reload attempt.
 func (m *Metrics) RulesReloaded(err error) {

@@ -38,7 +38,16 @@ type Server struct {
 	// Reload reloads the rules file; it returns why a bad file was refused
 	// (the old rules stay). Nil disables POST /-/reload.
 	Reload func() error
-	Log    *slog.Logger
+	// Snoozer silences an account's notifications; nil disables
+	// /api/accounts/{id}/snooze.
+	Snoozer Snoozer
+	Log     *slog.Logger
+}
+
+// Snoozer is the webhook sink's per-account snooze.
+type Snoozer interface {
+	Snooze(account string, until time.Time) error
+	Snoozed(account string) time.Time
 }
 
 // Handler returns the routes.
@@ -52,9 +61,58 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/accounts", s.accounts)
 	mux.HandleFunc("GET /api/accounts/{id}", s.account)
 	mux.HandleFunc("GET /api/alerts", s.alerts)
+	mux.HandleFunc("GET /api/accounts/{id}/snooze", s.snooze)
+	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.snooze)
+	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.snooze)
 	mux.HandleFunc("POST /-/reload", s.reload)
 	mux.HandleFunc("GET /{$}", s.page)
 	return mux
+}
+
+// snooze reads (GET), sets (POST ?for=24h or ?until=RFC3339) or clears
+// (DELETE) an account's notification snooze.
+func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
+	if s.Snoozer == nil {
+		http.Error(w, "no notifiers are configured", http.StatusNotFound)
+		return
+	}
+	id := r.PathValue("id")
+	var until time.Time
+	switch r.Method {
+	case http.MethodPost:
+		q := r.URL.Query()
+		if v := q.Get("until"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				http.Error(w, fmt.Sprintf("until %q: want an RFC 3339 time", v), http.StatusBadRequest)
+				return
+			}
+			until = t
+		} else {
+			d, err := rules.ParseDuration(q.Get("for"))
+			if err != nil || d <= 0 {
+				http.Error(w, fmt.Sprintf("for %q: want a positive duration such as 24h or 7d (or until=RFC3339)", q.Get("for")), http.StatusBadRequest)
+				return
+			}
+			until = time.Now().Add(d)
+		}
+		if err := s.Snoozer.Snooze(id, until); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	case http.MethodDelete:
+		if err := s.Snoozer.Snooze(id, time.Time{}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	until = s.Snoozer.Snoozed(id)
+	w.Header().Set("Content-Type", "application/json")
+	if until.IsZero() {
+		fmt.Fprintf(w, "{\"account_id\":%s,\"snoozed_until\":null}\n", quote(id))
+		return
+	}
+	fmt.Fprintf(w, "{\"account_id\":%s,\"snoozed_until\":%q}\n", quote(id), until.UTC().Format(time.RFC3339))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -278,19 +336,11 @@ var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 
 // worstFactor names the factor that costs the account most points.
 func worstFactor(s *engine.AccountState) string {
-	best, cost := "", 0.0
-	for _, f := range s.Factors {
-		if rules.IsNull(f.Points) {
-			continue
-		}
-		if c := f.Weight * (100 - f.Points); c > cost {
-			best, cost = fmt.Sprintf("%s (%.0f/100)", f.Name, f.Points), c
-		}
-	}
-	if best == "" {
+	worst := rules.Costliest(s.Factors, 1)
+	if len(worst) == 0 {
 		return "—"
 	}
-	return best
+	return fmt.Sprintf("%s (%.0f/100)", worst[0].Name, worst[0].Points)
 }
 
 type pageData struct {

@@ -10,9 +10,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
 // partitions is a Source over in-process partitions fed with real events.
@@ -158,5 +160,43 @@ func TestOneAccountAlertsPageAndProbes(t *testing.T) {
 			t.Fatalf("reload %d: %v %v, want %d", i, err, resp.StatusCode, want)
 		}
 		resp.Body.Close()
+	}
+}
+
+func TestSnoozeEndpoint(t *testing.T) {
+	notify, err := webhook.New(webhook.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close(context.Background())
+	ts := httptest.NewServer((&Server{Source: &partitions{}, Snoozer: notify}).Handler())
+	defer ts.Close()
+	do := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, ts.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do("POST", "/api/accounts/acme%20co/snooze?for=2h"); code != 200 || !strings.Contains(body, `"snoozed_until":"`) {
+		t.Fatalf("snooze: %d %s", code, body)
+	}
+	if notify.Snoozed("acme co").Before(time.Now().Add(119 * time.Minute)) {
+		t.Fatal("the webhook sink is not snoozed for 2h")
+	}
+	if code, body := do("GET", "/api/accounts/acme%20co/snooze"); code != 200 || !strings.Contains(body, `"account_id":"acme co"`) {
+		t.Fatalf("read: %d %s", code, body)
+	}
+	if code, body := do("DELETE", "/api/accounts/acme%20co/snooze"); code != 200 || !strings.Contains(body, `"snoozed_until":null`) {
+		t.Fatalf("unsnooze: %d %s", code, body)
+	}
+	if code, _ := do("POST", "/api/accounts/acme/snooze?for=soon"); code != 400 {
+		t.Fatalf("bad duration: %d", code)
+	}
+	if code, _ := do("POST", "/api/accounts/acme/snooze?until=2030-01-01T00:00:00Z"); code != 200 || notify.Snoozed("acme").Year() != 2030 {
+		t.Fatalf("until: %d", code)
 	}
 }

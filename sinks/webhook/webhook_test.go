@@ -1,0 +1,320 @@
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/rules"
+)
+
+// receiver is a real HTTP server that records what it is sent, and can
+// answer with a scripted status first.
+type receiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []request
+	script   []func(w http.ResponseWriter) // answers for the first requests
+	calls    atomic.Int32
+}
+
+type request struct {
+	path    string
+	headers http.Header
+	body    []byte
+	at      time.Time
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		n := int(r.calls.Add(1)) - 1
+		r.mu.Lock()
+		var answer func(http.ResponseWriter)
+		if n < len(r.script) {
+			answer = r.script[n]
+		}
+		r.mu.Unlock()
+		if answer != nil {
+			answer(w)
+			return
+		}
+		r.mu.Lock()
+		r.requests = append(r.requests, request{req.URL.Path, req.Header.Clone(), body, time.Now()})
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) got() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]request(nil), r.requests...)
+}
+
+func (r *receiver) waitFor(t *testing.T, n int) []request {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.got()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d requests, want %d", len(r.got()), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r.got()
+}
+
+func transition(account, rule string, state rules.Phase, sev rules.Severity, csm string) rules.Transition {
+	tr := rules.Transition{
+		ID: rules.AlertID(account, rule, 1), AccountID: account, Rule: rule, State: state, Severity: sev,
+		Ts: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC).UnixNano(), Score: 31.5, Grade: rules.GradeRed,
+		Values:  []rules.NamedValue{{Name: "login_ratio_7d", Value: 0.12}, {Name: "activated_users", Value: 14}},
+		Message: "Only 12% of activated users log in on a typical day",
+		Factors: []rules.FactorResult{
+			{Name: "engagement", Metric: rules.LoginRatio7d, Value: 0.12, Points: 17.5, Weight: 3},
+			{Name: "activation", Metric: rules.ActivationRate, Value: 0.9, Points: 100, Weight: 3},
+			{Name: "trend", Metric: rules.UsageChange7d, Value: -0.3, Points: 28, Weight: 2},
+		},
+	}
+	tr.Attrs[rules.CSM], tr.Attrs[rules.Segment] = csm, "strategic"
+	return tr
+}
+
+func notifier(name, typ, url string, f func(*rules.Notifier)) rules.Notifier {
+	n := rules.Notifier{Name: name, Type: typ, URL: url, SendResolved: true}
+	if f != nil {
+		f(&n)
+	}
+	return n
+}
+
+func newSink(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	if cfg.GroupWait == 0 {
+		cfg.GroupWait = 50 * time.Millisecond
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func write(s *Sink, ts ...rules.Transition) {
+	s.Write(context.Background(), &engine.Batch{Transitions: ts})
+}
+
+func TestRoutingPayloadsSignatureAndIdempotency(t *testing.T) {
+	rcv := newReceiver(t)
+	s := newSink(t, Config{PublicURL: "http://pulse.example:8080", Notifiers: []rules.Notifier{
+		notifier("slack-high", "slack", rcv.URL+"/slack", func(n *rules.Notifier) {
+			n.Match = []rules.Match{{Key: "severity", Values: []string{"high"}}}
+		}),
+		notifier("teams-li", "teams", rcv.URL+"/teams", func(n *rules.Notifier) {
+			n.Match = []rules.Match{{Key: "csm", Values: []string{"li"}}}
+			n.SendResolved = false
+		}),
+		notifier("generic", "webhook", rcv.URL+"/generic", func(n *rules.Notifier) { n.Secret = "s3cret" }),
+	}})
+	high := transition("acme", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "li")
+	low := transition("beta", "gone_silent", rules.PhaseFiring, rules.SeverityLow, "sam")
+	resolved := transition("acme", "churn_risk", rules.PhaseResolved, rules.SeverityHigh, "li")
+	write(s, high, low)
+	write(s, resolved)
+	// slack: high firing + its resolve (grouped: same owner) = 1 message;
+	// teams (li, no resolved): high = 1; generic: 3.
+	reqs := rcv.waitFor(t, 5)
+	time.Sleep(200 * time.Millisecond)
+	byPath := map[string][]request{}
+	for _, r := range rcv.got() {
+		byPath[r.path] = append(byPath[r.path], r)
+	}
+	if len(byPath["/slack"]) != 1 || len(byPath["/teams"]) != 1 || len(byPath["/generic"]) != 3 {
+		t.Fatalf("deliveries: slack %d, teams %d, generic %d (of %d)", len(byPath["/slack"]), len(byPath["/teams"]), len(byPath["/generic"]), len(reqs))
+	}
+
+	var slack struct {
+		Text   string           `json:"text"`
+		Blocks []map[string]any `json:"blocks"`
+	}
+	if err := json.Unmarshal(byPath["/slack"][0].body, &slack); err != nil {
+		t.Fatal(err)
+	}
+	body := string(byPath["/slack"][0].body)
+	for _, want := range []string{"acme — churn_risk (high, firing)", "acme — churn_risk (high, resolved)", "*Score* 31.5 (red)", "owner li",
+		"login_ratio_7d = 0.12", "*Costs most* engagement 17.5/100 (×3), trend 28/100 (×2)", "http://pulse.example:8080/api/accounts/acme"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("slack message lacks %q:\n%s", want, body)
+		}
+	}
+	if slack.Blocks[0]["type"] != "header" || len(slack.Blocks) != 6 {
+		t.Errorf("slack blocks: %v", slack.Blocks)
+	}
+	var card map[string]any
+	json.Unmarshal(byPath["/teams"][0].body, &card)
+	if card["@type"] != "MessageCard" || card["themeColor"] != "D70000" || !strings.Contains(string(byPath["/teams"][0].body), `"name":"Owner","value":"li"`) {
+		t.Errorf("teams card: %s", byPath["/teams"][0].body)
+	}
+
+	for _, r := range byPath["/generic"] {
+		var tr map[string]any
+		if err := json.Unmarshal(r.body, &tr); err != nil {
+			t.Fatalf("generic body: %v: %s", err, r.body)
+		}
+		if want := tr["alert_id"].(string) + ":" + tr["state"].(string); r.headers.Get("Idempotency-Key") != want {
+			t.Errorf("Idempotency-Key %q, want %q", r.headers.Get("Idempotency-Key"), want)
+		}
+		mac := hmac.New(sha256.New, []byte("s3cret"))
+		mac.Write(r.body)
+		if r.headers.Get("X-Pulse-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			t.Errorf("bad signature %q", r.headers.Get("X-Pulse-Signature"))
+		}
+		if tr["account_url"] == nil || len(tr["top_negative_factors"].([]any)) != 2 {
+			t.Errorf("generic payload lacks the why: %s", r.body)
+		}
+	}
+	if byPath["/slack"][0].headers.Get("X-Pulse-Signature") != "" {
+		t.Error("signed without a secret")
+	}
+}
+
+func TestRetriesHonour429AndRetryAfter(t *testing.T) {
+	rcv := newReceiver(t)
+	began := time.Now()
+	rcv.script = []func(http.ResponseWriter){
+		func(w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) },
+		func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		},
+	}
+	var outcomes sync.Map
+	s := newSink(t, Config{Notifiers: []rules.Notifier{notifier("g", "webhook", rcv.URL, nil)},
+		Counted: func(_, o string) { v, _ := outcomes.LoadOrStore(o, new(atomic.Int32)); v.(*atomic.Int32).Add(1) }})
+	write(s, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	reqs := rcv.waitFor(t, 1)
+	if rcv.calls.Load() != 3 || reqs[0].at.Sub(began) < time.Second {
+		t.Fatalf("%d calls; delivered after %v (Retry-After: 1 not honoured?)", rcv.calls.Load(), reqs[0].at.Sub(began))
+	}
+	if v, _ := outcomes.Load("sent"); v == nil || v.(*atomic.Int32).Load() != 1 {
+		t.Fatal("not counted as sent once")
+	}
+
+	// A 4xx other than 429 is not retried.
+	rcv2 := newReceiver(t)
+	rcv2.script = []func(http.ResponseWriter){func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) }}
+	s2 := newSink(t, Config{Notifiers: []rules.Notifier{notifier("g", "webhook", rcv2.URL, nil)}})
+	write(s2, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	time.Sleep(700 * time.Millisecond)
+	if rcv2.calls.Load() != 1 {
+		t.Fatalf("a 400 was retried: %d calls", rcv2.calls.Load())
+	}
+}
+
+// A burst for one owner is one message; another owner gets their own.
+func TestBurstForOneOwnerIsOneMessage(t *testing.T) {
+	rcv := newReceiver(t)
+	s := newSink(t, Config{GroupWait: 300 * time.Millisecond, Notifiers: []rules.Notifier{notifier("slack", "slack", rcv.URL, nil)}})
+	write(s, transition("a1", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	write(s, transition("a2", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "li"), transition("b1", "usage_drop", rules.PhaseFiring, rules.SeverityHigh, "sam"))
+	write(s, transition("a3", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	reqs := rcv.waitFor(t, 2)
+	time.Sleep(400 * time.Millisecond)
+	if len(rcv.got()) != 2 {
+		t.Fatalf("%d messages, want 2", len(rcv.got()))
+	}
+	for _, r := range reqs {
+		n := strings.Count(string(r.body), `"type":"header"`)
+		if strings.Contains(string(r.body), "owner li") != (n == 3) {
+			t.Fatalf("li's burst is not one message of 3 (%d headers)", n)
+		}
+	}
+}
+
+// Deliveries survive a restart: transitions re-emitted after a crash (same
+// ids) are not sent again; snoozes survive too.
+func TestDedupAndSnoozeAcrossRestart(t *testing.T) {
+	rcv := newReceiver(t)
+	state := filepath.Join(t.TempDir(), "webhook.state")
+	cfg := Config{StateFile: state, Notifiers: []rules.Notifier{notifier("g", "webhook", rcv.URL, nil)}}
+	first := transition("acme", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "li")
+	s := newSink(t, cfg)
+	write(s, first)
+	rcv.waitFor(t, 1)
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Snooze("snoozed account", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+
+	again := newSink(t, cfg)
+	write(again, first) // re-emitted after a restart
+	write(again, transition("snoozed account", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	write(again, transition("other", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	reqs := rcv.waitFor(t, 2)
+	time.Sleep(300 * time.Millisecond)
+	if len(rcv.got()) != 2 || !strings.Contains(string(reqs[1].body), `"account_id":"other"`) {
+		t.Fatalf("after restart: %d deliveries, last %s", len(rcv.got()), reqs[len(reqs)-1].body)
+	}
+	if again.Snoozed("snoozed account").IsZero() {
+		t.Fatal("snooze lost across restart")
+	}
+}
+
+// A blocked receiver never blocks Write: the bounded queue drops and counts.
+func TestFullQueueDropsWithoutBlocking(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-block }))
+	t.Cleanup(func() { close(block); srv.Close() })
+	var dropped atomic.Int32
+	s := newSink(t, Config{QueueSize: 2, Workers: 1, Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)},
+		Counted: func(_, o string) {
+			if o == "dropped_queue_full" {
+				dropped.Add(1)
+			}
+		}})
+	began := time.Now()
+	for i := range 20 {
+		write(s, transition("acct-"+string(rune('a'+i)), "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	}
+	if took := time.Since(began); took > 100*time.Millisecond {
+		t.Fatalf("Write blocked for %v", took)
+	}
+	if dropped.Load() < 15 {
+		t.Fatalf("%d dropped, want ≥ 15 of 20 with one busy worker and a queue of 2", dropped.Load())
+	}
+}
+
+func TestRepeatIntervalUntilResolved(t *testing.T) {
+	rcv := newReceiver(t)
+	s := newSink(t, Config{Notifiers: []rules.Notifier{notifier("g", "webhook", rcv.URL, func(n *rules.Notifier) { n.RepeatInterval = 300 * time.Millisecond })}})
+	write(s, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	reqs := rcv.waitFor(t, 3) // the transition and two reminders
+	if !strings.Contains(string(reqs[1].body), `"repeat":1`) || reqs[1].headers.Get("Idempotency-Key") == reqs[0].headers.Get("Idempotency-Key") {
+		t.Fatalf("reminder: %s", reqs[1].body)
+	}
+	write(s, transition("acme", "gone_dark", rules.PhaseResolved, rules.SeverityHigh, "li"))
+	time.Sleep(100 * time.Millisecond)
+	n := len(rcv.got())
+	time.Sleep(700 * time.Millisecond)
+	if len(rcv.got()) != n {
+		t.Fatal("reminders continued after the alert resolved")
+	}
+}
