@@ -16,15 +16,9 @@ import (
 // instant`: the aggregates count the demo's accounts, events and lag are
 // there, every alert rule has its series, and the recording rules work.
 func TestPrometheusScrapesPulse(t *testing.T) {
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("PULSE_REQUIRE_PROMETHEUS") != "" {
-			t.Fatal("prometheus is not installed; ./scripts/test.sh installs it")
-		}
-		t.Skip("prometheus is not installed; ./scripts/test.sh installs it and makes this test required")
-	}
+	promBin := prometheusBin(t)
 	dir := t.TempDir()
-	port, kport, pport := freePort(t), freePort(t), freePort(t)
+	port, kport := freePort(t), freePort(t)
 	cfg := writeConfig(t, dir, fmt.Sprintf(`
 listen: 127.0.0.1:%d
 rules: %s
@@ -34,35 +28,7 @@ output: {transitions_file: "", metrics_interval: 200ms}
 `, port, exampleRules, kport, filepath.Join(dir, "ckpt")))
 	startPulse(t, "run", "--config", cfg)
 
-	rulesFile, _ := filepath.Abs("../../deploy/prometheus/rules.yml")
-	promCfg := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(promCfg, fmt.Appendf(nil, `global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
-scrape_configs:
-  - job_name: pulse
-    static_configs: [{targets: ["127.0.0.1:%d"]}]
-`, rulesFile, port), 0o644)
-	prom := exec.Command(promBin, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", pport))
-	prom.Stdout, prom.Stderr = nil, nil
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
-
-	query := func(expr string) (float64, bool) {
-		out, err := exec.Command("promtool", "query", "instant", fmt.Sprintf("http://127.0.0.1:%d", pport), expr).Output()
-		if err != nil {
-			return 0, false
-		}
-		// "{labels} => 30 @[1700000000.123]"
-		_, rest, ok := strings.Cut(string(out), "=> ")
-		if !ok {
-			return 0, false
-		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-		return v, err == nil
-	}
+	query := startPrometheus(t, promBin, dir, port)
 	waitUntil(t, "Prometheus to see all 30 accounts", 60*time.Second, func() bool {
 		v, ok := query(`sum(pulse_accounts)`)
 		return ok && v == 30
@@ -97,4 +63,49 @@ scrape_configs:
 			t.Errorf("%s = %v (ok %v)", expr, v, ok)
 		}
 	}
+}
+
+// startPrometheus runs a real Prometheus, loaded with the shipped rules,
+// scraping 127.0.0.1:port every second, and returns a query function that
+// asks it through `promtool query instant`.
+func startPrometheus(t *testing.T, promBin, dir string, port int) func(expr string) (float64, bool) {
+	pport := freePort(t)
+	rulesFile, _ := filepath.Abs("../../deploy/prometheus/rules.yml")
+	promCfg := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(promCfg, fmt.Appendf(nil, `global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+  - job_name: pulse
+    static_configs: [{targets: ["127.0.0.1:%d"]}]
+`, rulesFile, port), 0o644)
+	prom := exec.Command(promBin, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", pport))
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
+	return func(expr string) (float64, bool) {
+		out, err := exec.Command("promtool", "query", "instant", fmt.Sprintf("http://127.0.0.1:%d", pport), expr).Output()
+		if err != nil {
+			return 0, false
+		}
+		// "{labels} => 30 @[1700000000.123]"
+		_, rest, ok := strings.Cut(string(out), "=> ")
+		if !ok {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		return v, err == nil
+	}
+}
+
+func prometheusBin(t *testing.T) string {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("PULSE_REQUIRE_PROMETHEUS") != "" {
+			t.Fatal("prometheus is not installed; ./scripts/test.sh installs it")
+		}
+		t.Skip("prometheus is not installed; ./scripts/test.sh installs it and makes this test required")
+	}
+	return bin
 }
