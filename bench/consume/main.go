@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/engine/synth"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 func main() {
@@ -47,15 +50,17 @@ func main() {
 
 	n := fill(addr, *accounts, *days)
 	bare := bareConsume(addr, n)
-	pulseRate, pulseWall := runPulse(*pulse, addr, absRules, n)
+	pulseRate, pulseWall := runPulse(*pulse, addr, absRules, n, "pulse-bench", "output: {transitions_file: \"\"}\n")
+	allRate, allWall := allSinks(*pulse, addr, absRules, n)
 
 	fmt.Printf("## End-to-end streaming (`pulse run`, broker in its own process)\n\n")
-	fmt.Printf("Machine: %d CPUs (%s/%s), %s. Topic: 8 partitions, %d events from `pulse gen` (%d accounts, %d days), pre-filled; rules: %s; no sinks.\n\n",
+	fmt.Printf("Machine: %d CPUs (%s/%s), %s. Topic: 8 partitions, %d events from `pulse gen` (%d accounts, %d days), pre-filled; rules: %s (plus a webhook notifier for the all-sinks run).\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), n, *accounts, *days, filepath.Base(*rulesFile))
 	fmt.Printf("| consumer | events/s | vs bare |\n|---|---|---|\n")
 	fmt.Printf("| bare kafka-go grouped Reader (MaxWait 250ms, QueueCapacity 1000, MaxBytes 16 MiB, CommitInterval 1s) | %.2f M | 1.00× |\n", bare/1e6)
-	fmt.Printf("| `pulse run`: fetch, decode, apply, evaluate, checkpoint, commit | %.2f M | %.2f× |\n", pulseRate/1e6, pulseRate/bare)
-	fmt.Printf("\n`pulse run` took %.1f s from start to the last event, group join included; the rate above is measured between 10%% and 90%% of the events.\n", pulseWall.Seconds())
+	fmt.Printf("| `pulse run`, no sinks: fetch, decode, apply, evaluate, checkpoint, commit | %.2f M | %.2f× |\n", pulseRate/1e6, pulseRate/bare)
+	fmt.Printf("| `pulse run`, all sinks: ClickHouse (scores, alerts), webhooks, transitions file, Prometheus | %.2f M | %.2f× |\n", allRate/1e6, allRate/bare)
+	fmt.Printf("\n`pulse run` took %.1f s (no sinks) and %.1f s (all sinks) from start to the last event, group join included; rates are measured between 10%% and 90%% of the events.\n", pulseWall.Seconds(), allWall.Seconds())
 }
 
 // fill produces a generated stream to the topic and returns its size.
@@ -107,13 +112,13 @@ func bareConsume(addr string, n int) float64 {
 
 // runPulse runs the daemon on the topic until it has applied n events and
 // returns its rate between 10% and 90% of them, and the whole wall time.
-func runPulse(bin, addr, rulesFile string, n int) (float64, time.Duration) {
+func runPulse(bin, addr, rulesFile string, n int, group, extra string) (float64, time.Duration) {
 	dir, _ := os.MkdirTemp("", "pulse-bench-")
 	defer os.RemoveAll(dir)
 	port := freePort()
 	cfg := filepath.Join(dir, "pulse.yaml")
-	os.WriteFile(cfg, fmt.Appendf(nil, "listen: 127.0.0.1:%d\nrules: %s\nkafka: {brokers: [%s], group: pulse-bench}\nengine: {idle_advance: \"0\"}\ncheckpoint: {dir: %s, interval: 30s}\noutput: {transitions_file: \"\"}\nlog: {level: warn}\n",
-		port, rulesFile, addr, filepath.Join(dir, "ckpt")), 0o644)
+	os.WriteFile(cfg, fmt.Appendf(nil, "listen: 127.0.0.1:%d\nrules: %s\nkafka: {brokers: [%s], group: %s}\nengine: {idle_advance: \"0\"}\ncheckpoint: {dir: %s, interval: 30s}\nlog: {level: warn}\n%s",
+		port, rulesFile, addr, group, filepath.Join(dir, "ckpt"), extra), 0o644)
 	cmd := exec.Command(bin, "run", "--config", cfg)
 	cmd.Stderr = os.Stderr
 	must(cmd.Start())
@@ -134,6 +139,33 @@ func runPulse(bin, addr, rulesFile string, n int) (float64, time.Duration) {
 		}
 		time.Sleep(250 * time.Millisecond) // a scrape visits every account: keep it rare
 	}
+}
+
+// allSinks runs the daemon with every sink: a ClickHouse server of its own,
+// a webhook receiver on every transition, the transitions file.
+func allSinks(bin, addr, rulesFile string, n int) (float64, time.Duration) {
+	dir, _ := os.MkdirTemp("", "pulse-bench-all-")
+	defer os.RemoveAll(dir)
+	ch, err := chtest.Launch(dir)
+	must(err)
+	defer ch.Stop()
+	var hooks atomic.Int64
+	receiver := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		hooks.Add(1)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	go receiver.Serve(ln)
+	defer receiver.Close()
+	rules, err := os.ReadFile(rulesFile)
+	must(err)
+	withNotify := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(withNotify, append(rules, fmt.Appendf(nil, "\nnotify:\n  - {name: all, type: webhook, url: \"http://%s/\", send_resolved: true}\n", ln.Addr())...), 0o644)
+	extra := fmt.Sprintf("clickhouse: {addr: [%s]}\nwebhooks: {state_file: %s}\n", ch.Addr(), filepath.Join(dir, "webhooks.state"))
+	rate, wall := runPulse(bin, addr, withNotify, n, "pulse-bench-all", extra+fmt.Sprintf("output: {transitions_file: %s}\n", filepath.Join(dir, "transitions.jsonl")))
+	log.Printf("all sinks: %d webhook deliveries", hooks.Load())
+	return rate, wall
 }
 
 // eventsSeen sums pulse_events_total from the daemon's /metrics.

@@ -178,7 +178,7 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	srv := chtest.Start(t)
 	sink := open(t, srv, "pulse")
 	bs, nScores, _ := batches(t, 5, 3)
-	srv.Stop(t)
+	srv.Stop()
 
 	done := make(chan error, len(bs))
 	for i := range bs {
@@ -189,7 +189,9 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 		t.Fatalf("Write returned (%v) while ClickHouse was down", err)
 	case <-time.After(2 * time.Second):
 	}
-	srv.Start(t)
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	for range bs {
 		select {
 		case err := <-done:

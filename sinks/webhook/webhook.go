@@ -74,6 +74,8 @@ type Sink struct {
 	groups    map[string]*message  // notifier|owner → gathering
 	ledger    *os.File
 
+	dropped   int       // messages dropped since the last warning
+	warned    time.Time // when the last "queue full" warning was logged
 	queue     chan *message
 	stop      chan struct{}
 	ctx       context.Context // cancelled by Close: in-flight requests end
@@ -244,9 +246,14 @@ func (s *Sink) enqueue(m *message) {
 	select {
 	case s.queue <- m:
 	default:
-		s.cfg.Log.Warn("webhook queue full; message dropped", "notifier", m.notifier.Name, "transitions", len(m.transitions))
 		s.cfg.Counted(m.notifier.Name, "dropped_queue_full")
 		s.settle(m, false)
+		// Warn at most every 10 s: a stuck receiver must not flood the log.
+		s.dropped++
+		if now := s.cfg.Now(); now.Sub(s.warned) >= 10*time.Second {
+			s.cfg.Log.Warn("webhook queue full; messages dropped", "notifier", m.notifier.Name, "dropped", s.dropped)
+			s.dropped, s.warned = 0, now
+		}
 	}
 }
 

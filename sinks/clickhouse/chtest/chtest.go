@@ -1,9 +1,9 @@
-// Package chtest starts real ClickHouse servers for tests: Debian's
-// clickhouse-server, each in its own directory on free ports, stopped when
-// the test ends.
+// Package chtest starts real ClickHouse servers for tests and benchmarks:
+// Debian's clickhouse-server, each in its own directory on free ports.
 package chtest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,29 +22,38 @@ type Server struct {
 	cmd        *exec.Cmd
 }
 
-func freePort(t testing.TB) int {
+// ErrNotInstalled is returned by Launch without clickhouse-server.
+var ErrNotInstalled = errors.New("clickhouse-server is not installed (apt-get install clickhouse-server)")
+
+// Start launches a server for a test and stops it when the test ends.
+// Without clickhouse-server the test is skipped — or fails, when
+// PULSE_REQUIRE_CLICKHOUSE is set (as the test script sets it).
+func Start(t testing.TB) *Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Launch(t.TempDir())
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("PULSE_REQUIRE_CLICKHOUSE") == "" {
+		t.Skip("clickhouse-server is not installed; ./scripts/test.sh installs it and makes these tests required")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Cleanup(s.Stop)
+	return s
 }
 
-// Start starts a server. Without clickhouse-server installed the test is
-// skipped — or fails, when PULSE_REQUIRE_CLICKHOUSE is set (as the test
-// script sets it).
-func Start(t testing.TB) *Server {
-	t.Helper()
+// Launch starts a server whose files live in dir.
+func Launch(dir string) (*Server, error) {
 	bin, err := exec.LookPath("clickhouse-server")
 	if err != nil {
-		if os.Getenv("PULSE_REQUIRE_CLICKHOUSE") != "" {
-			t.Fatal("clickhouse-server is not installed; ./scripts/test.sh installs it")
-		}
-		t.Skip("clickhouse-server is not installed; ./scripts/test.sh installs it and makes these tests required")
+		return nil, ErrNotInstalled
 	}
-	s := &Server{dir: t.TempDir(), tcp: freePort(t), httpP: freePort(t)}
+	s := &Server{dir: dir, bin: bin}
+	if s.tcp, err = freePort(); err != nil {
+		return nil, err
+	}
+	if s.httpP, err = freePort(); err != nil {
+		return nil, err
+	}
 	cfg := fmt.Sprintf(`<yandex>
   <logger><level>warning</level><log>%[1]s/server.log</log><errorlog>%[1]s/error.log</errorlog></logger>
   <listen_host>127.0.0.1</listen_host>
@@ -58,26 +67,22 @@ func Start(t testing.TB) *Server {
   <timezone>UTC</timezone>
   <mark_cache_size>536870912</mark_cache_size>
 </yandex>
-`, s.dir, s.tcp, s.httpP)
-	if err := os.WriteFile(filepath.Join(s.dir, "config.xml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+`, dir, s.tcp, s.httpP)
+	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(cfg), 0o644); err != nil {
+		return nil, err
 	}
-	s.bin = bin
-	s.Start(t)
-	t.Cleanup(func() { s.Stop(t) })
-	return s
+	return s, s.Restart()
 }
 
 // Addr is the native-protocol address.
 func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.tcp) }
 
-// Start (re)starts a stopped server on the same directory and ports.
-func (s *Server) Start(t testing.TB) {
-	t.Helper()
+// Restart starts a stopped server again, on the same files and ports.
+func (s *Server) Restart() error {
 	s.cmd = exec.Command(s.bin, "--config-file="+filepath.Join(s.dir, "config.xml"))
 	s.cmd.Dir = s.dir
 	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -85,20 +90,21 @@ func (s *Server) Start(t testing.TB) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "error.log"))
-			t.Fatalf("clickhouse-server did not start: %v\n%s", err, log)
+			s.Stop()
+			return fmt.Errorf("clickhouse-server did not start: %v\n%s", err, log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// Stop stops the server (SIGTERM).
-func (s *Server) Stop(t testing.TB) {
-	if s.cmd == nil || s.cmd.ProcessState != nil {
+// Stop stops the server (SIGTERM, then SIGKILL after 20 s).
+func (s *Server) Stop() {
+	if s.cmd == nil {
 		return
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
@@ -111,4 +117,13 @@ func (s *Server) Stop(t testing.TB) {
 		<-done
 	}
 	s.cmd = nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
