@@ -6,7 +6,9 @@
 //
 //	broker ─fetcher (batches)─► task: decode, Apply, dead letters
 //	                              │
-//	                              ├─► sink.Write(transitions)   (retried; backpressure)
+//	                              ├─► sink.Write(transitions, score rows): in the
+//	                              │   background while the next batch is applied;
+//	                              │   retried; a second write waits (backpressure)
 //	                              └─► every checkpoint_interval and on revocation:
 //	                                  checkpoint file (state + next offset), then
 //	                                  commit that offset to the group

@@ -33,8 +33,11 @@ type task struct {
 	next       int64 // offset of the next event to apply
 	checkpoint int64 // next offset as of the last checkpoint
 	counts     [engine.NumReasons]int
-	pending    []rules.Transition // taken from the partition, not yet accepted by the sink
+	pending    []rules.Transition // taken from the partition, not yet handed to the sink
 	scores     []engine.ScoreRow  // likewise
+	writing    chan error         // the result of the sink write in flight; nil when none
+	writeCtx   context.Context    // outlives the task's ctx until its final save is done
+	broken     bool               // a write was abandoned: never checkpoint again
 	dead       []kafka.Message    // rejected events not yet in the dead-letter topic
 	buf        []byte             // checkpoint encoding, reused
 	lastEvent  time.Time
@@ -56,6 +59,8 @@ func (t *task) run(ctx context.Context, restored func()) {
 	log := cfg.Log.With("partition", t.partition)
 	start := t.restore(log)
 	restored()
+	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	t.writeCtx = writeCtx
 	t.c.register(t)
 	cfg.Hooks.Assigned(t.partition, t.part.Len() > 0 || t.checkpoint >= 0)
 	defer func() {
@@ -67,6 +72,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 		if err := t.save(final); err != nil {
 			log.Error("final checkpoint failed; the next owner re-reads from the last one", "err", err)
 		}
+		cancelWrites()
 		cfg.Hooks.Revoked(t.partition)
 	}()
 
@@ -159,7 +165,7 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 	cfg := &t.c.cfg
 	if c.reset {
 		t.part = engine.NewPartition(t.partition, t.c.rules.Load(), cfg.Engine)
-		t.pending, t.scores = t.pending[:0], t.scores[:0]
+		t.pending, t.scores = nil, nil
 		t.next, t.checkpoint = c.next, -1
 		return nil
 	}
@@ -199,30 +205,26 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 	return t.flush(ctx)
 }
 
-// flush writes pending transitions and dead letters, retrying with backoff
-// until they are accepted or ctx ends. What is not accepted stays pending,
-// and save will not checkpoint past it.
+// flush hands the outputs produced since the last flush to the sink. The
+// write runs in the background, so the partition applies its next batch
+// meanwhile; but only one write is ever in flight: flush first waits for
+// the previous one, which is how a slow or failing sink holds the
+// partition back. Dead letters are written before it returns.
 func (t *task) flush(ctx context.Context) error {
 	cfg := &t.c.cfg
+	if err := t.awaitWrite(ctx); err != nil {
+		return err
+	}
 	t.pending = append(t.pending, t.part.TakeTransitions()...)
 	t.scores = append(t.scores, t.part.TakeScores()...)
-	b := newBackoff(100*time.Millisecond, 10*time.Second)
-	for len(t.pending) > 0 || len(t.scores) > 0 {
-		err := t.c.sink.Write(ctx, &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores})
-		if err == nil {
-			clear(t.pending)
-			t.pending = t.pending[:0]
-			clear(t.scores)
-			t.scores = t.scores[:0]
-			break
-		}
-		cfg.Hooks.SinkFailed(err)
-		cfg.Log.Warn("sink write failed; retrying", "partition", t.partition, "err", err)
-		if b.wait(ctx); ctx.Err() != nil {
-			return ctx.Err()
-		}
+	if len(t.pending) > 0 || len(t.scores) > 0 {
+		b := &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores}
+		t.pending, t.scores = nil, nil // the write owns them now
+		done := make(chan error, 1)
+		t.writing = done
+		go func() { done <- t.write(b) }()
 	}
-	b.reset()
+	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
 	for len(t.dead) > 0 {
 		err := t.c.dlq.WriteMessages(ctx, t.dead...)
 		if err == nil {
@@ -232,11 +234,49 @@ func (t *task) flush(ctx context.Context) error {
 			break
 		}
 		cfg.Log.Warn("dead-letter write failed; retrying", "partition", t.partition, "err", err)
-		if b.wait(ctx); ctx.Err() != nil {
+		if backoff.wait(ctx); ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
 	return nil
+}
+
+// write retries a batch with backoff until the sink accepts it, or the
+// task's writes are cancelled after its final save.
+func (t *task) write(b *engine.Batch) error {
+	cfg := &t.c.cfg
+	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
+	for {
+		err := t.c.sink.Write(t.writeCtx, b)
+		if err == nil {
+			return nil
+		}
+		cfg.Hooks.SinkFailed(err)
+		cfg.Log.Warn("sink write failed; retrying", "partition", t.partition, "err", err)
+		if backoff.wait(t.writeCtx); t.writeCtx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// awaitWrite waits for the write in flight. An error means its batch was
+// never accepted: nothing after it may be checkpointed.
+func (t *task) awaitWrite(ctx context.Context) error {
+	if t.writing == nil {
+		return nil
+	}
+	select {
+	case err := <-t.writing:
+		t.writing = nil
+		if err != nil {
+			// The batch is gone from memory; only a re-read from the last
+			// checkpoint can produce it again, so never checkpoint past it.
+			t.broken = true
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // save checkpoints the partition and commits its offset, in that order:
@@ -244,10 +284,16 @@ func (t *task) flush(ctx context.Context) error {
 // is safe (the next owner resumes from the checkpoint).
 func (t *task) save(ctx context.Context) error {
 	cfg := &t.c.cfg
+	if t.broken {
+		return errors.New("a sink write was abandoned; the next owner re-reads from the last checkpoint")
+	}
 	if t.next < 0 || t.next == t.checkpoint {
 		return nil
 	}
 	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	if err := t.awaitWrite(ctx); err != nil {
 		return err
 	}
 	began := time.Now()

@@ -297,11 +297,11 @@ func (s *Sink) store(b *batch, stopping bool) {
 
 var scoreColumns = func() string {
 	cols := []string{"account_id", "ts", "ts_ns", "score", "grade", "depth"}
-	for i := range rules.NumAttrs {
-		cols = append(cols, rules.Attr(i).String())
+	for _, a := range historyAttrs {
+		cols = append(cols, a.String())
 	}
-	for i := range rules.NumMetrics {
-		cols = append(cols, rules.Metric(i).String())
+	for _, m := range historyMetrics {
+		cols = append(cols, m.String())
 	}
 	return strings.Join(cols, ", ")
 }()
@@ -320,15 +320,15 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		if err != nil {
 			return err
 		}
-		vals := make([]any, 0, 6+rules.NumAttrs+rules.NumMetrics)
+		vals := make([]any, 0, 6+len(historyAttrs)+len(historyMetrics))
 		for i := range b.scores {
 			r := &b.scores[i]
 			vals = append(vals[:0], r.AccountID, time.Unix(0, r.Ts).UTC(), uint64(r.Ts), nullable(r.Score), r.Grade.String(), r.Depth.String())
-			for _, a := range r.Attrs {
-				vals = append(vals, a)
+			for _, a := range historyAttrs {
+				vals = append(vals, r.Attrs[a])
 			}
-			for _, m := range r.Metrics {
-				vals = append(vals, nullable(m))
+			for _, m := range historyMetrics {
+				vals = append(vals, nullable(r.Metrics[m]))
 			}
 			if err := ib.Append(vals...); err != nil {
 				ib.Abort()

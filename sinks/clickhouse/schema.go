@@ -48,15 +48,30 @@ const (
 	depthEnum = "Enum8('none' = 0, 'record' = 1, 'process' = 2, 'integration' = 3, 'custom' = 4)"
 )
 
+// historyMetrics are the metrics a score-history row keeps: the ones CSM
+// dashboards chart. (A row of all 28 doubles what ClickHouse stores during
+// a catch-up, when the history is written at the rate of the backlog.)
+var historyMetrics = []rules.Metric{
+	rules.DAU, rules.WAU, rules.MAU, rules.Seats, rules.ActivationRate, rules.LoginRatio7d,
+	rules.Events7d, rules.UsageChange7d, rules.APICalls7d, rules.OpenTickets, rules.DaysSinceActive,
+	rules.NPS90d, rules.DaysToRenewal,
+}
+
+// historyAttrs are the attributes a score-history row keeps.
+var historyAttrs = []rules.Attr{rules.Segment, rules.Stage, rules.CSM}
+
 // migrations are applied in order, each once, recorded in pulse_schema.
 // Never edit one that has shipped: append a new one.
 func migrations(db string, d dialect) []string {
-	var attrs, metrics strings.Builder
+	var attrs, historyAttrCols, metrics strings.Builder
 	for i := range rules.NumAttrs {
 		fmt.Fprintf(&attrs, "    %s %s,\n", rules.Attr(i), d.lowCard("String"))
 	}
-	for i := range rules.NumMetrics {
-		fmt.Fprintf(&metrics, "    %s Nullable(Float64),\n", rules.Metric(i))
+	for _, a := range historyAttrs {
+		fmt.Fprintf(&historyAttrCols, "    %s %s,\n", a, d.lowCard("String"))
+	}
+	for _, m := range historyMetrics {
+		fmt.Fprintf(&metrics, "    %s Nullable(Float64),\n", m)
 	}
 	clause := func(parts ...string) string {
 		var out []string
@@ -76,7 +91,7 @@ func migrations(db string, d dialect) []string {
     depth %s,
 %s%s    inserted DateTime('UTC') DEFAULT now()
 ) ENGINE = ReplacingMergeTree(inserted)
-%s`, db, d.codecTime, gradeEnum, depthEnum, attrs.String(), metrics.String(),
+%s`, db, d.codecTime, gradeEnum, depthEnum, historyAttrCols.String(), metrics.String(),
 		clause(d.partition, "ORDER BY (account_id, ts, ts_ns)", d.ttl("ts")))
 
 	alerts := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.alerts (
