@@ -86,7 +86,24 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 
 	metrics := prom.New()
+	// Sinks are written in order and a failure retries the batch whole:
+	// webhooks come first (they only queue, and drop what they delivered
+	// already), so a failing ClickHouse never delays a notification.
 	sinks := engine.Sinks{}
+	var notify *webhook.Sink
+	if len(rs.Notify) > 0 {
+		wh := rc.file.Webhooks
+		if wh.StateFile != "" {
+			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
+		}
+		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
+			QueueSize: wh.QueueSize, StateFile: wh.StateFile, Log: log, Counted: metrics.Notified})
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, metrics.Wrap("webhook", notify))
+		log.Info("webhooks", "notifiers", len(rs.Notify))
+	}
 	if rc.clickhouse != nil {
 		rc.clickhouse.Log = log
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -107,20 +124,6 @@ func runCmd(args []string, stderr io.Writer) error {
 			return fmt.Errorf("output.transitions_file: %w", err)
 		}
 		sinks = append(sinks, metrics.Wrap("file", f))
-	}
-	var notify *webhook.Sink
-	if len(rs.Notify) > 0 {
-		wh := rc.file.Webhooks
-		if wh.StateFile != "" {
-			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
-		}
-		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
-			QueueSize: wh.QueueSize, StateFile: wh.StateFile, Log: log, Counted: metrics.Notified})
-		if err != nil {
-			return err
-		}
-		sinks = append(sinks, notify)
-		log.Info("webhooks", "notifiers", len(rs.Notify))
 	}
 	sinks = append(sinks, metrics.Sink())
 	rc.stream.Hooks = metrics
