@@ -318,18 +318,23 @@ clickhouse: {addr: [%s], database: crash, flush_interval: 50ms}
 	// those of the replay, however often a crash made them re-sent.
 	sameLines(t, "ClickHouse score rows", clickhouseRows(t, ch.Addr(),
 		"SELECT concat(account_id, ' ', toString(ts_ns), ' ', toString(grade), ' ', toString(round(ifNull(score, -1), 4))) FROM crash.scores FINAL ORDER BY account_id, ts_ns"), wantScores)
-	var wantAlerts []string
-	for _, tr := range wantTransitions {
+	sameLines(t, "ClickHouse transitions", clickhouseRows(t, ch.Addr(),
+		"SELECT concat(alert_id, ' ', toString(state)) FROM crash.alerts FINAL ORDER BY alert_id, state"), transitionKeys(wantTransitions))
+}
+
+// transitionKeys turns transitions (JSON) into sorted "alert_id state" keys.
+func transitionKeys(transitions []string) []string {
+	var keys []string
+	for _, tr := range transitions {
 		var x struct {
 			ID    string `json:"alert_id"`
 			State string `json:"state"`
 		}
 		json.Unmarshal([]byte(tr), &x)
-		wantAlerts = append(wantAlerts, x.ID+" "+x.State)
+		keys = append(keys, x.ID+" "+x.State)
 	}
-	slices.Sort(wantAlerts)
-	sameLines(t, "ClickHouse transitions", clickhouseRows(t, ch.Addr(),
-		"SELECT concat(alert_id, ' ', toString(state)) FROM crash.alerts FINAL ORDER BY alert_id, state"), wantAlerts)
+	slices.Sort(keys)
+	return keys
 }
 
 func clickhouseRows(t testing.TB, addr, query string) []string {

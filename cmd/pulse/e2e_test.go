@@ -82,16 +82,7 @@ webhooks: {public_url: %q, state_file: %s}
 	wantStates, wantTransitions, wantScores := replayed(t, lines)
 	sameLines(t, "states", apiStates(t, base), wantStates)
 
-	var wantKeys []string
-	for _, tr := range wantTransitions {
-		var x struct {
-			ID    string `json:"alert_id"`
-			State string `json:"state"`
-		}
-		json.Unmarshal([]byte(tr), &x)
-		wantKeys = append(wantKeys, x.ID+" "+x.State)
-	}
-	slices.Sort(wantKeys)
+	wantKeys := transitionKeys(wantTransitions)
 
 	// ClickHouse: exactly the replay's score rows and transitions.
 	waitUntil(t, "ClickHouse to hold every transition", 30*time.Second, func() bool {
