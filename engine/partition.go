@@ -242,10 +242,13 @@ func (p *Partition) evaluate(a *account, t int64) {
 	}
 }
 
-// TakeScores returns the score rows emitted since the last call.
+// TakeScores returns the score rows emitted since the last call; the
+// caller owns them.
 func (p *Partition) TakeScores() []ScoreRow {
 	out := p.scores
-	p.scores = nil
+	// The next run is likely as long: size for it rather than grow (and
+	// copy) row by row through doublings.
+	p.scores = make([]ScoreRow, 0, min(cap(out), 1<<16))
 	return out
 }
 

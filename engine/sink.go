@@ -41,7 +41,8 @@ const ScoreStep = 1.0
 // engine commits Kafka offsets only past batches a sink accepted, and
 // retries a failed Write with backoff, which is how a slow or failing sink
 // applies backpressure. Write must not keep b or its slices after it
-// returns.
+// returns — except after a failure, when a sink may still read (never
+// write) them; callers do not modify a batch once handed over.
 type Sink interface {
 	Write(ctx context.Context, b *Batch) error
 	Close(ctx context.Context) error

@@ -78,7 +78,9 @@ func (t *task) run(ctx context.Context, restored func()) {
 
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	f := &fetcher{cfg: cfg, partition: int(t.partition), log: log, out: make(chan *chunk, 4)}
+	// One batch fetched ahead: enough to keep the task busy, and memory
+	// stays at two batches per partition while a sink holds it back.
+	f := &fetcher{cfg: cfg, partition: int(t.partition), log: log, out: make(chan *chunk, 1)}
 	go f.run(fetchCtx, start)
 
 	ticker := time.NewTicker(min(cfg.CheckpointInterval, time.Second))
@@ -215,8 +217,8 @@ func (t *task) flush(ctx context.Context) error {
 	if err := t.awaitWrite(ctx); err != nil {
 		return err
 	}
-	t.pending = append(t.pending, t.part.TakeTransitions()...)
-	t.scores = append(t.scores, t.part.TakeScores()...)
+	t.pending = appendOrTake(t.pending, t.part.TakeTransitions())
+	t.scores = appendOrTake(t.scores, t.part.TakeScores())
 	if len(t.pending) > 0 || len(t.scores) > 0 {
 		b := &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores}
 		t.pending, t.scores = nil, nil // the write owns them now
@@ -239,6 +241,15 @@ func (t *task) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// appendOrTake appends more to s, or takes more whole when s is empty: a
+// catch-up produces millions of score rows, each too big to copy twice.
+func appendOrTake[T any](s, more []T) []T {
+	if len(s) == 0 {
+		return more
+	}
+	return append(s, more...)
 }
 
 // write retries a batch with backoff until the sink accepts it, or the

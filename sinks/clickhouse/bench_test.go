@@ -34,7 +34,7 @@ func BenchmarkInsert(b *testing.B) {
 		n := 0
 		for b.Loop() {
 			for start := 0; start < len(rows); start += 100_000 {
-				if err := sink.insert(ctx, &batch{scores: rows[start:min(start+100_000, len(rows))]}); err != nil {
+				if err := sink.insert(ctx, &batch{scores: [][]engine.ScoreRow{rows[start:min(start+100_000, len(rows))]}}); err != nil {
 					b.Fatal(err)
 				}
 			}

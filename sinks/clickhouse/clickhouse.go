@@ -65,10 +65,13 @@ type Sink struct {
 	stopped chan struct{}
 }
 
-// batch is the rows of many Writes, stored by one INSERT per table.
+// batch is the rows of many Writes, stored by one INSERT per table. It
+// holds the writers' slices rather than copies: each writer waits for the
+// batch, so its rows stay put until they are stored.
 type batch struct {
-	scores []engine.ScoreRow
-	alerts []rules.Transition
+	scores [][]engine.ScoreRow
+	alerts [][]rules.Transition
+	rows   int
 	done   chan struct{} // closed once stored (or the sink closed)
 	err    error
 }
@@ -181,9 +184,14 @@ func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
 	default:
 	}
 	f := s.filling
-	f.scores = append(f.scores, b.Scores...)
-	f.alerts = append(f.alerts, b.Transitions...)
-	full := len(f.scores)+len(f.alerts) >= s.cfg.BatchRows
+	if len(b.Scores) > 0 {
+		f.scores = append(f.scores, b.Scores)
+	}
+	if len(b.Transitions) > 0 {
+		f.alerts = append(f.alerts, b.Transitions)
+	}
+	f.rows += len(b.Scores) + len(b.Transitions)
+	full := f.rows >= s.cfg.BatchRows
 	s.mu.Unlock()
 	signal(s.arrived)
 	if full {
@@ -252,9 +260,7 @@ func (s *Sink) flusher() {
 		}
 		s.mu.Lock()
 		b := s.filling
-		// Size the next batch like this one: appending to a grown slice
-		// would copy every row again.
-		s.filling = &batch{done: make(chan struct{}), scores: make([]engine.ScoreRow, 0, len(b.scores)), alerts: make([]rules.Transition, 0, len(b.alerts))}
+		s.filling = newBatch()
 		s.mu.Unlock()
 		s.store(b, stopping)
 		close(b.done)
@@ -267,7 +273,7 @@ func (s *Sink) flusher() {
 // store inserts a batch, retrying with capped exponential backoff and full
 // jitter until it succeeds — or, once stopping, until one last try fails.
 func (s *Sink) store(b *batch, stopping bool) {
-	if len(b.scores) == 0 && len(b.alerts) == 0 {
+	if b.rows == 0 {
 		return
 	}
 	wait := 200 * time.Millisecond
@@ -277,11 +283,11 @@ func (s *Sink) store(b *batch, stopping bool) {
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				s.cfg.Log.Info("clickhouse write recovered", "attempts", attempt, "rows", len(b.scores)+len(b.alerts))
+				s.cfg.Log.Info("clickhouse write recovered", "attempts", attempt, "rows", b.rows)
 			}
 			return
 		}
-		s.cfg.Log.Warn("clickhouse write failed; retrying", "attempt", attempt, "rows", len(b.scores)+len(b.alerts), "err", err)
+		s.cfg.Log.Warn("clickhouse write failed; retrying", "attempt", attempt, "rows", b.rows, "err", err)
 		if stopping {
 			b.err = err
 			return
@@ -321,8 +327,7 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 			return err
 		}
 		vals := make([]any, 0, 6+len(historyAttrs)+len(historyMetrics))
-		for i := range b.scores {
-			r := &b.scores[i]
+		for _, r := range rowsOf(b.scores) {
 			vals = append(vals[:0], r.AccountID, time.Unix(0, r.Ts).UTC(), uint64(r.Ts), nullable(r.Score), r.Grade.String(), r.Depth.String())
 			for _, a := range historyAttrs {
 				vals = append(vals, r.Attrs[a])
@@ -345,8 +350,7 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		if err != nil {
 			return err
 		}
-		for i := range b.alerts {
-			t := &b.alerts[i]
+		for _, t := range rowsOf(b.alerts) {
 			names := make([]string, len(t.Values))
 			values := make([]float64, len(t.Values))
 			for j, v := range t.Values {
@@ -368,6 +372,21 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		b.alerts = nil
 	}
 	return nil
+}
+
+// rowsOf walks the rows of a batch's chunks in order, by pointer.
+func rowsOf[T any](chunks [][]T) func(yield func(int, *T) bool) {
+	return func(yield func(int, *T) bool) {
+		n := 0
+		for _, c := range chunks {
+			for i := range c {
+				if !yield(n, &c[i]) {
+					return
+				}
+				n++
+			}
+		}
+	}
 }
 
 func nullable(v float64) *float64 {

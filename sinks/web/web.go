@@ -15,6 +15,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.snooze)
 	mux.HandleFunc("POST /-/reload", s.reload)
 	mux.HandleFunc("GET /{$}", s.page)
+	// Go's profiler, as Prometheus and most Go daemons serve it: bind
+	// listen to a private address.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 
