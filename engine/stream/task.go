@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -121,10 +122,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 
 // restore loads the partition's checkpoint, or starts it empty. It returns
 // the offset to fetch from (negative: kafka.FirstOffset/LastOffset).
-func (t *task) restore(log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}) int64 {
+func (t *task) restore(log *slog.Logger) int64 {
 	cfg := &t.c.cfg
 	rs := t.c.rules.Load()
 	t.checkpoint = -1
