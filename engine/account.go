@@ -34,7 +34,6 @@ type account struct {
 	lastEventNs int64  // newest event ts of any type (for eviction)
 	lastEvalNs  int64  // when the rules last evaluated the account
 	head        int32  // newest day bucket in the rings and bitmaps
-	dirty       bool   // applied events since the last evaluation
 	idLen       uint16 // len(id), checked on every event without reading id
 	users       userTable
 
@@ -125,7 +124,6 @@ func (a *account) apply(ev *Event, in *interner, horizon int64) {
 		a.firstNs = ev.Ts
 	}
 	a.lastEventNs = max(a.lastEventNs, ev.Ts)
-	a.dirty = true
 
 	switch ev.Type {
 	case TypeLogin, TypeFeature, TypeSession:

@@ -155,11 +155,6 @@ func (e *encoder) account(a *account) {
 	for _, v := range []int64{a.firstNs, a.lastEventNs, a.lastEvalNs, int64(a.head), a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs} {
 		e.varint(v)
 	}
-	dirty := uint64(0)
-	if a.dirty {
-		dirty = 1
-	}
-	e.uvarint(dirty)
 	for _, v := range a.events {
 		e.uvarint(uint64(v))
 	}
@@ -217,10 +212,6 @@ func (e *encoder) account(a *account) {
 		}
 		e.uvarint(firing)
 		e.varint(s.Since)
-	}
-	e.uvarint(uint64(len(a.firing)))
-	for _, name := range a.firing {
-		e.string(name)
 	}
 	e.varint(a.row.ts)
 	e.f64(a.row.score)
@@ -304,7 +295,6 @@ func (d *decoder) account(in *interner) *account {
 	a.firstNs, a.lastEventNs, a.lastEvalNs = d.varint(), d.varint(), d.varint()
 	a.head = int32(d.varint())
 	a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs = d.varint(), d.varint(), d.varint(), d.varint()
-	a.dirty = d.uvarint() == 1
 	for i := range a.events {
 		a.events[i] = uint32(d.uvarint())
 	}
@@ -354,14 +344,15 @@ func (d *decoder) account(in *interner) *account {
 			a.rulesState.Alerts[i] = rules.AlertState{Rule: d.string(), Firing: d.uvarint() == 1, Since: d.varint()}
 		}
 	}
-	if n := d.count(1); n > 0 {
-		a.firing = make([]string, n)
-		for i := range a.firing {
-			a.firing[i] = d.string()
+	// The firing list is derived, not stored: the firing alerts, sorted.
+	for _, s := range a.rulesState.Alerts {
+		if s.Firing {
+			a.firing = append(a.firing, s.Rule)
 		}
 	}
+	slices.Sort(a.firing)
 	a.row = lastRow{ts: d.varint(), score: d.f64(), grade: rules.Grade(d.uvarint()), depth: rules.Depth(d.uvarint())}
-	if a.rulesState.Grade > rules.GradeGreen || a.row.grade > rules.GradeGreen || a.row.depth > rules.DepthCustom || !slices.IsSorted(a.firing) {
+	if a.rulesState.Grade > rules.GradeGreen || a.row.grade > rules.GradeGreen || a.row.depth > rules.DepthCustom {
 		d.fail("rules state")
 	}
 	return a

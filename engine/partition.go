@@ -231,7 +231,6 @@ func (p *Partition) evaluate(a *account, t int64) {
 		AccountID: a.id, Metrics: &p.values, Attrs: &a.attrs, Depth: depth,
 	}, t)
 	a.lastEvalNs = t
-	a.dirty = false
 	if !slices.Equal(a.firing, res.Firing) {
 		a.firing = append(a.firing[:0], res.Firing...)
 	}
