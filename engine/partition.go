@@ -106,6 +106,7 @@ type Partition struct {
 	values      rules.Values
 	transitions []rules.Transition
 	scores      []ScoreRow
+	spareScores []ScoreRow // a buffer handed back by RecycleScores
 }
 
 // NewPartition returns an empty partition evaluating rs.
@@ -242,13 +243,33 @@ func (p *Partition) evaluate(a *account, t int64) {
 }
 
 // TakeScores returns the score rows emitted since the last call; the
-// caller owns them.
+// caller owns them until it hands them back with RecycleScores.
 func (p *Partition) TakeScores() []ScoreRow {
 	out := p.scores
-	// The next run is likely as long: size for it rather than grow (and
-	// copy) row by row through doublings.
-	p.scores = make([]ScoreRow, 0, min(cap(out), 1<<16))
+	if p.spareScores != nil {
+		p.scores, p.spareScores = p.spareScores, nil
+	} else {
+		// The next run is likely as long: size for it rather than grow
+		// (and copy) row by row through doublings.
+		p.scores = make([]ScoreRow, 0, min(cap(out), 1<<16))
+	}
 	return out
+}
+
+// PendingScores returns the number of score rows emitted since the last
+// TakeScores.
+func (p *Partition) PendingScores() int { return len(p.scores) }
+
+// RecycleScores hands back rows taken with TakeScores once nothing reads
+// them any more, so the next rows reuse their memory. A catch-up emits
+// millions of rows of a few hundred bytes each: allocating them afresh
+// costs more than evaluating the accounts that emit them.
+func (p *Partition) RecycleScores(rows []ScoreRow) {
+	if cap(rows) > cap(p.spareScores) {
+		// The old account ids stay referenced until overwritten: a few
+		// strings, not worth clearing a buffer of this size for.
+		p.spareScores = rows[:0]
+	}
 }
 
 // TakeTransitions returns the alert transitions emitted since the last

@@ -246,3 +246,35 @@ func TestScoreRows(t *testing.T) {
 		t.Fatalf("last row %+v", last)
 	}
 }
+
+// Recycled score rows are reused for the next rows, which overwrite them.
+func TestRecycleScores(t *testing.T) {
+	p := NewPartition(0, exampleRules(t), Config{ScoreRows: true})
+	var d Decoder
+	var ev Event
+	apply := func(l string) {
+		if r := d.Decode([]byte(l), &ev); r != ReasonOK {
+			t.Fatal(r)
+		}
+		p.Apply(&ev, 0)
+	}
+	apply(`{"ts":"2026-11-20T09:00:00Z","account_id":"a","type":"login","user_id":"u1"}`)
+	first := p.TakeScores()
+	if len(first) != 1 || first[0].AccountID != "a" {
+		t.Fatalf("first rows %+v", first)
+	}
+	p.RecycleScores(first)
+	apply(`{"ts":"2026-11-20T09:01:00Z","account_id":"b","type":"login","user_id":"u1"}`)
+	second := p.TakeScores() // still in the buffer taken before the recycle
+	apply(`{"ts":"2026-11-20T09:02:00Z","account_id":"c","type":"login","user_id":"u1"}`)
+	third := p.TakeScores()
+	if len(second) != 1 || second[0].AccountID != "b" || len(third) != 1 || third[0].AccountID != "c" {
+		t.Fatalf("rows %+v then %+v", second, third)
+	}
+	if &third[0] != &first[:1][0] {
+		t.Fatal("the recycled buffer was not reused")
+	}
+	if first[:1][0].AccountID != "c" {
+		t.Fatal("reuse did not overwrite the old row")
+	}
+}

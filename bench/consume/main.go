@@ -1,23 +1,28 @@
 // Command consume is the end-to-end streaming benchmark: with a broker in
 // its own process (`pulse broker`) and a pre-filled topic, it measures a
-// bare kafka-go grouped consume of the topic and `pulse run` (no sinks)
-// scoring the same topic, in the same run, and prints a Markdown table.
+// bare kafka-go grouped consume of the topic, `pulse run` with no sinks and
+// `pulse run` with every sink (a ClickHouse server of its own, a webhook
+// receiver, the transitions file) on the same topic, in the same run, with
+// the CPU each process spent, and prints a Markdown table.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,6 +42,9 @@ func main() {
 	rulesFile := flag.String("rules", "deploy/rules/example.yaml", "rules file")
 	accounts := flag.Int("accounts", 40000, "accounts to generate")
 	days := flag.Int("days", 2, "days to generate")
+	runs := flag.Int("runs", 3, "runs of each consumer, in rotation; the table shows medians")
+	only := flag.String("only", "", "run only this consumer (bare, nosinks, all), for experiments")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of `pulse run` with all sinks (10 s, from 10% of the events) to this file")
 	flag.Parse()
 	absRules, _ := filepath.Abs(*rulesFile)
 
@@ -49,18 +57,101 @@ func main() {
 	waitPort(addr)
 
 	n := fill(addr, *accounts, *days)
-	bare := bareConsume(addr, n)
-	pulseRate, pulseWall := runPulse(*pulse, addr, absRules, n, "pulse-bench", "output: {transitions_file: \"\"}\n")
-	allRate, allWall := allSinks(*pulse, addr, absRules, n)
+	// Each consumer runs several times, in rotation, each in a new group:
+	// on a small machine a single run moves by ±15%.
+	var bares, noSinks, alls []result
+	for i := range *runs {
+		if *only == "" || *only == "bare" {
+			bares = append(bares, bareConsume(addr, n, fmt.Sprintf("bare-%d", i)))
+		}
+		if *only == "" || *only == "nosinks" {
+			noSinks = append(noSinks, runPulse(*pulse, addr, absRules, n, fmt.Sprintf("pulse-bench-%d", i), "output: {transitions_file: \"\"}\n", map[string]int{"broker": broker.Process.Pid}))
+		}
+		if *only == "" || *only == "all" {
+			alls = append(alls, allSinks(*pulse, addr, absRules, n, broker.Process.Pid, fmt.Sprintf("pulse-bench-all-%d", i)))
+		}
+	}
+	if *only != "" {
+		for _, rs := range [][]result{bares, noSinks, alls} {
+			for _, r := range rs {
+				fmt.Printf("%.3f M/s, %.1f s; CPU s per M events %v; %.0f rows in %.0f INSERTs\n", r.rate/1e6, r.wall.Seconds(), perMillion(r.cpu, n), r.scoreRows, r.inserts)
+			}
+		}
+		return
+	}
+	bare, pulseRun, all := median(bares), median(noSinks), median(alls)
 
 	fmt.Printf("## End-to-end streaming (`pulse run`, broker in its own process)\n\n")
-	fmt.Printf("Machine: %d CPUs (%s/%s), %s. Topic: 8 partitions, %d events from `pulse gen` (%d accounts, %d days), pre-filled; rules: %s (plus a webhook notifier for the all-sinks run).\n\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), n, *accounts, *days, filepath.Base(*rulesFile))
-	fmt.Printf("| consumer | events/s | vs bare |\n|---|---|---|\n")
-	fmt.Printf("| bare kafka-go grouped Reader (MaxWait 250ms, QueueCapacity 1000, MaxBytes 16 MiB, CommitInterval 1s) | %.2f M | 1.00× |\n", bare/1e6)
-	fmt.Printf("| `pulse run`, no sinks: fetch, decode, apply, evaluate, checkpoint, commit | %.2f M | %.2f× |\n", pulseRate/1e6, pulseRate/bare)
-	fmt.Printf("| `pulse run`, all sinks: ClickHouse (scores, alerts), webhooks, transitions file, Prometheus | %.2f M | %.2f× |\n", allRate/1e6, allRate/bare)
-	fmt.Printf("\n`pulse run` took %.1f s (no sinks) and %.1f s (all sinks) from start to the last event, group join included; rates are measured between 10%% and 90%% of the events.\n", pulseWall.Seconds(), allWall.Seconds())
+	fmt.Printf("Machine: %d CPUs (%s/%s), %s. Topic: 8 partitions, %d events from `pulse gen` (%d accounts, %d days), pre-filled; rules: %s (plus a webhook notifier for the all-sinks run). Each consumer ran %d times in rotation; the table shows the median run, and the runs' rates.\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), n, *accounts, *days, filepath.Base(*rulesFile), *runs)
+	fmt.Printf("| consumer | events/s | vs bare | runs (M events/s) |\n|---|---|---|---|\n")
+	fmt.Printf("| bare kafka-go grouped Reader (MaxWait 250ms, QueueCapacity 1000, MaxBytes 16 MiB, CommitInterval 1s) | %.2f M | 1.00× | %s |\n", bare.rate/1e6, rates(bares))
+	fmt.Printf("| `pulse run`, no sinks: fetch, decode, apply, evaluate, checkpoint, commit | %.2f M | %.2f× | %s |\n", pulseRun.rate/1e6, pulseRun.rate/bare.rate, rates(noSinks))
+	fmt.Printf("| `pulse run`, all sinks: ClickHouse (scores, alerts), webhooks, transitions file, Prometheus | %.2f M | %.2f× | %s |\n", all.rate/1e6, all.rate/bare.rate, rates(alls))
+	fmt.Printf("\n`pulse run` took %.1f s (no sinks) and %.1f s (all sinks) from start to the last event, group join included; rates are measured between 10%% and 90%% of the events (the bare Reader's from its first event).\n", pulseRun.wall.Seconds(), all.wall.Seconds())
+	fmt.Printf("With all sinks, ClickHouse received %.0f score rows in %.0f INSERTs (%.0f rows each on average).\n", all.scoreRows, all.inserts, all.scoreRows/max(all.inserts, 1))
+	fmt.Printf("\nCPU seconds per million events between 10%% and 90%% (the machine has %d CPUs to share):\n\n| run | pulse | broker | clickhouse-server |\n|---|---|---|---|\n", runtime.NumCPU())
+	for _, r := range []struct {
+		name string
+		res  result
+	}{{"no sinks", pulseRun}, {"all sinks", all}} {
+		c := perMillion(r.res.cpu, n)
+		cell := func(proc string) string {
+			if v, ok := c[proc]; ok {
+				return fmt.Sprintf("%.2f", v)
+			}
+			return "–"
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", r.name, cell("pulse"), cell("broker"), cell("clickhouse"))
+	}
+}
+
+// perMillion turns CPU seconds spent on 80% of n events into seconds per
+// million events.
+func perMillion(cpu map[string]float64, n int) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range cpu {
+		out[k] = math.Round(v/(float64(n*8/10)/1e6)*100) / 100
+	}
+	return out
+}
+
+func median(rs []result) result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
+	return sorted[len(sorted)/2]
+}
+
+func rates(rs []result) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%.2f", r.rate/1e6))
+	}
+	return strings.Join(out, ", ")
+}
+
+var cpuProfile string
+
+// result is one `pulse run`: its rate between 10% and 90% of the events,
+// its wall time, and the CPU seconds each process spent in that window.
+type result struct {
+	rate               float64
+	wall               time.Duration
+	cpu                map[string]float64
+	scoreRows, inserts float64 // score rows written to ClickHouse, and INSERTs that held them
+}
+
+// cpuSeconds is the user and system CPU time a process has used.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in ")": utime is 14th, stime 15th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // USER_HZ
 }
 
 // fill produces a generated stream to the topic and returns its size.
@@ -93,11 +184,12 @@ func fill(addr string, accounts, days int) int {
 	return n
 }
 
-func bareConsume(addr string, n int) float64 {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, GroupID: "bare", Topic: "events",
+func bareConsume(addr string, n int, group string) result {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, GroupID: group, Topic: "events",
 		MaxWait: 250 * time.Millisecond, QueueCapacity: 1000, MaxBytes: 16 << 20, CommitInterval: time.Second})
 	defer r.Close()
 	ctx := context.Background()
+	began := time.Now()
 	var start time.Time
 	for i := range n {
 		if _, err := r.ReadMessage(ctx); err != nil {
@@ -107,12 +199,12 @@ func bareConsume(addr string, n int) float64 {
 			start = time.Now()
 		}
 	}
-	return float64(n-1) / time.Since(start).Seconds()
+	return result{rate: float64(n-1) / time.Since(start).Seconds(), wall: time.Since(began)}
 }
 
 // runPulse runs the daemon on the topic until it has applied n events and
 // returns its rate between 10% and 90% of them, and the whole wall time.
-func runPulse(bin, addr, rulesFile string, n int, group, extra string) (float64, time.Duration) {
+func runPulse(bin, addr, rulesFile string, n int, group, extra string, others map[string]int) result {
 	dir, _ := os.MkdirTemp("", "pulse-bench-")
 	defer os.RemoveAll(dir)
 	port := freePort()
@@ -124,18 +216,39 @@ func runPulse(bin, addr, rulesFile string, n int, group, extra string) (float64,
 	must(cmd.Start())
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	began := time.Now()
+	pids := map[string]int{"pulse": cmd.Process.Pid}
+	for k, v := range others {
+		pids[k] = v
+	}
+	cpu := map[string]float64{}
 	var t10, t90 time.Time
 	for {
 		seen := eventsSeen(port)
 		now := time.Now()
 		if t10.IsZero() && seen >= n/10 {
 			t10 = now
+			for k, pid := range pids {
+				cpu[k] = -cpuSeconds(pid)
+			}
+			if cpuProfile != "" && others["clickhouse"] != 0 {
+				go profile(port, cpuProfile)
+			}
 		}
 		if t90.IsZero() && seen >= n*9/10 {
 			t90 = now
+			for k, pid := range pids {
+				cpu[k] += cpuSeconds(pid)
+			}
 		}
 		if seen >= n {
-			return float64(n*8/10) / t90.Sub(t10).Seconds(), now.Sub(began)
+			res := result{rate: float64(n*8/10) / t90.Sub(t10).Seconds(), wall: now.Sub(began), cpu: cpu}
+			if others["clickhouse"] != 0 {
+				// The last rows are stored up to a flush interval later.
+				time.Sleep(2 * time.Second)
+				res.scoreRows = metricSum(port, `pulse_clickhouse_insert_rows_sum{table="scores"}`)
+				res.inserts = metricSum(port, `pulse_clickhouse_insert_rows_count{table="scores"}`)
+			}
+			return res
 		}
 		time.Sleep(250 * time.Millisecond) // a scrape visits every account: keep it rare
 	}
@@ -143,7 +256,7 @@ func runPulse(bin, addr, rulesFile string, n int, group, extra string) (float64,
 
 // allSinks runs the daemon with every sink: a ClickHouse server of its own,
 // a webhook receiver on every transition, the transitions file.
-func allSinks(bin, addr, rulesFile string, n int) (float64, time.Duration) {
+func allSinks(bin, addr, rulesFile string, n int, brokerPid int, group string) result {
 	dir, _ := os.MkdirTemp("", "pulse-bench-all-")
 	defer os.RemoveAll(dir)
 	ch, err := chtest.Launch(dir)
@@ -163,13 +276,32 @@ func allSinks(bin, addr, rulesFile string, n int) (float64, time.Duration) {
 	withNotify := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(withNotify, append(rules, fmt.Appendf(nil, "\nnotify:\n  - {name: all, type: webhook, url: \"http://%s/\", send_resolved: true}\n", ln.Addr())...), 0o644)
 	extra := fmt.Sprintf("clickhouse: {addr: [%s]}\nwebhooks: {state_file: %s}\n", ch.Addr(), filepath.Join(dir, "webhooks.state"))
-	rate, wall := runPulse(bin, addr, withNotify, n, "pulse-bench-all", extra+fmt.Sprintf("output: {transitions_file: %s}\n", filepath.Join(dir, "transitions.jsonl")))
+	res := runPulse(bin, addr, withNotify, n, group, extra+fmt.Sprintf("output: {transitions_file: %s}\n", filepath.Join(dir, "transitions.jsonl")),
+		map[string]int{"broker": brokerPid, "clickhouse": ch.Pid()})
 	log.Printf("all sinks: %d webhook deliveries", hooks.Load())
-	return rate, wall
+	return res
+}
+
+// profile saves 10 s of the daemon's CPU profile.
+func profile(port int, file string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=10", port))
+	if err != nil {
+		log.Printf("cpu profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		log.Printf("cpu profile: %v", err)
+	}
 }
 
 // eventsSeen sums pulse_events_total from the daemon's /metrics.
-func eventsSeen(port int) int {
+func eventsSeen(port int) int { return int(metricSum(port, "pulse_events_total{")) }
+
+// metricSum sums the samples whose line starts with prefix in the
+// daemon's /metrics.
+func metricSum(port int, prefix string) float64 {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		return 0
@@ -179,13 +311,13 @@ func eventsSeen(port int) int {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "pulse_events_total{") {
+		if strings.HasPrefix(line, prefix) {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			total += v
 		}
 	}
-	return int(total)
+	return total
 }
 
 func freePort() int {

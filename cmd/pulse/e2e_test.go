@@ -112,12 +112,13 @@ webhooks: {public_url: %q, state_file: %s}
 	sameLines(t, "webhook deliveries", got, wantKeys)
 
 	// Prometheus: the transitions and notifications counted once each, the
-	// accounts all graded.
+	// accounts all graded, every score row inserted once.
 	for expr, want := range map[string]float64{
-		`sum(pulse_alert_transitions_total)`:                   float64(len(wantKeys)),
-		`sum(pulse_notifications_total{outcome="sent"})`:       float64(len(wantKeys)),
-		`sum(pulse_accounts)`:                                  float64(len(wantStates)),
-		`sum(pulse_sink_batches_total{sink="clickhouse"}) > 0`: 1,
+		`sum(pulse_alert_transitions_total)`:                    float64(len(wantKeys)),
+		`sum(pulse_notifications_total{outcome="sent"})`:        float64(len(wantKeys)),
+		`sum(pulse_accounts)`:                                   float64(len(wantStates)),
+		`sum(pulse_sink_batches_total{sink="clickhouse"}) > 0`:  1,
+		`sum(pulse_clickhouse_insert_rows_sum{table="scores"})`: float64(len(wantScores)),
 	} {
 		var v float64
 		var ok bool

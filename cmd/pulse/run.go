@@ -106,6 +106,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 	if rc.clickhouse != nil {
 		rc.clickhouse.Log = log
+		rc.clickhouse.Inserted = metrics.ClickHouseInserted
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		chSink, err := clickhouse.Open(octx, *rc.clickhouse)
 		cancel()

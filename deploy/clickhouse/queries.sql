@@ -48,10 +48,10 @@ GROUP BY csm, severity
 ORDER BY csm, severity DESC;
 
 -- name: score_trend
--- One account's score and grade at the end of each day, from the daily
--- rollup (parameter: the account id).
-SELECT day, argMaxMerge(score) AS score, argMaxMerge(grade) AS grade, maxMerge(dau) AS peak_dau
-FROM pulse.daily
+-- One account's score and grade at the end of each day, with the day's
+-- DAU and 7-day event count, from the daily rollup (parameter: the
+-- account id).
+SELECT day, score, grade, dau, events_7d
+FROM pulse.daily FINAL
 WHERE account_id = ?
-GROUP BY day
 ORDER BY day;

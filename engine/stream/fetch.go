@@ -3,13 +3,17 @@ package stream
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
-// chunk is one fetched batch of a partition's messages.
+// chunk is one fetched batch of a partition's messages. Its values live in
+// slabs the chunk owns and reuses once the task hands it back: a catch-up
+// reads millions of messages, and a fresh allocation for each (as
+// kafka-go's ReadMessage makes) costs the garbage collector dearly.
 type chunk struct {
 	values  [][]byte
 	offsets []int64
@@ -18,6 +22,47 @@ type chunk struct {
 	// reset says the partition's log restarted below the state's offset
 	// (the topic was recreated): the state must be rebuilt from scratch.
 	reset bool
+
+	slabs [][]byte
+	slab  int // the slab being filled
+}
+
+const (
+	slabSize = 1 << 20
+	// slabMinFree starts a new slab below this much room: a message longer
+	// than the room left ends the fetch early (kafka-go's Batch.Read cannot
+	// resume after a short buffer), so keep that for the rare large one.
+	slabMinFree = 64 << 10
+)
+
+// room returns the free space where the next value is read.
+func (c *chunk) room() []byte {
+	for ; c.slab < len(c.slabs); c.slab++ {
+		if s := c.slabs[c.slab]; cap(s)-len(s) >= slabMinFree {
+			return s[len(s):cap(s)]
+		}
+	}
+	c.slabs = append(c.slabs, make([]byte, 0, slabSize))
+	return c.slabs[c.slab][:slabSize]
+}
+
+// add records a message whose n value bytes were read into room().
+func (c *chunk) add(n int, offset int64) {
+	s := c.slabs[c.slab]
+	end := len(s) + n
+	c.values = append(c.values, s[len(s):end:end])
+	c.slabs[c.slab] = s[:end]
+	c.offsets = append(c.offsets, offset)
+}
+
+// clear empties the chunk for reuse, keeping its memory.
+func (c *chunk) clear() {
+	clear(c.values) // unpin values that came from ReadMessage
+	c.values, c.offsets = c.values[:0], c.offsets[:0]
+	for i := range c.slabs {
+		c.slabs[i] = c.slabs[i][:0]
+	}
+	c.slab, c.next, c.hwm, c.reset = 0, 0, 0, false
 }
 
 // fetcher reads one partition with a plain connection to its leader and
@@ -27,6 +72,33 @@ type fetcher struct {
 	partition int
 	log       *slog.Logger
 	out       chan *chunk
+	free      chan *chunk // chunks the task is done with
+	// large says the last fetch ended at a message too long for a slab:
+	// the next reads that one message on its own.
+	large bool
+}
+
+func newFetcher(cfg *Config, partition int, log *slog.Logger) *fetcher {
+	// Two chunks in flight (one applied, one queued) and one being filled.
+	return &fetcher{cfg: cfg, partition: partition, log: log, out: make(chan *chunk, 1), free: make(chan *chunk, 3)}
+}
+
+// recycle hands a chunk back once nothing refers to its values.
+func (f *fetcher) recycle(c *chunk) {
+	c.clear()
+	select {
+	case f.free <- c:
+	default:
+	}
+}
+
+func (f *fetcher) chunk() *chunk {
+	select {
+	case c := <-f.free:
+		return c
+	default:
+		return &chunk{}
+	}
 }
 
 // run fetches from offset until ctx ends, reconnecting with backoff. A
@@ -86,20 +158,34 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 	for {
 		conn.SetReadDeadline(time.Now().Add(f.cfg.FetchMaxWait + 10*time.Second))
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: f.cfg.FetchMaxBytes, MaxWait: f.cfg.FetchMaxWait})
-		c := &chunk{}
+		c := f.chunk()
+		if f.large {
+			if m, err := batch.ReadMessage(); err == nil {
+				c.values = append(c.values, m.Value)
+				c.offsets = append(c.offsets, m.Offset)
+				offset = m.Offset + 1
+				f.large = false
+			}
+		}
 		for {
-			m, err := batch.ReadMessage()
+			n, err := batch.Read(c.room())
+			if errors.Is(err, io.ErrShortBuffer) {
+				f.large = true // the batch is spent; the next fetch resumes at offset
+				break
+			}
 			if err != nil {
 				break
 			}
-			c.values = append(c.values, m.Value)
-			c.offsets = append(c.offsets, m.Offset)
-			offset = m.Offset + 1
+			offset = batch.Offset() // past the message read
+			c.add(n, offset-1)
 		}
 		c.next, c.hwm = offset, batch.HighWaterMark()
 		err := batch.Close()
 		if errors.Is(err, kafka.OffsetOutOfRange) {
 			return f.outOfRange(ctx, conn, offset)
+		}
+		if errors.Is(err, io.ErrShortBuffer) {
+			err = nil // the connection is fine
 		}
 		if len(c.values) > 0 || err == nil || isTimeout(err) { // an empty fetch still reports the position and lag
 			select {

@@ -287,7 +287,8 @@ func TestBadInputIsCountedAndDeadLettered(t *testing.T) {
 		[]byte(`{"ts":"2026-11-18T10:00:00Z","account_id":"a","type":"login","user_id":"` + string(bytes.Repeat([]byte("x"), 300)) + `"}`),
 		[]byte("{\"ts\":\"2026-11-18T10:00:00Z\",\"account_id\":\"bad\xff\xfe\",\"type\":\"login\",\"user_id\":\"u\"}"),
 		fmt.Appendf(nil, `{"ts":%q,"account_id":"a","type":"login","user_id":"u"}`, now.Add(time.Hour).Format(time.RFC3339)),
-		bytes.Repeat([]byte("z"), 900_000),
+		bytes.Repeat([]byte("z"), 900_000), // longer than the room a fetch keeps for the next value
+		bytes.Repeat([]byte("y"), 100_000),
 	}
 	var lines [][]byte
 	every := len(good) / (len(bad) + 1)
@@ -324,19 +325,30 @@ func TestBadInputIsCountedAndDeadLettered(t *testing.T) {
 	reasons := map[string]int{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var values []string
 	for range len(bad) {
 		m, err := dl.ReadMessage(ctx)
 		if err != nil {
 			t.Fatalf("reading dead letters: %v (got %v)", err, reasons)
 		}
+		values = append(values, string(m.Value))
 		for _, h := range m.Headers {
 			if h.Key == "pulse-reason" {
 				reasons[string(h.Value)]++
 			}
 		}
 	}
-	if reasons["bad_json"] != 2 || reasons["bad_type"] != 1 || reasons["future"] != 1 {
+	if reasons["bad_json"] != 3 || reasons["bad_type"] != 1 || reasons["future"] != 1 {
 		t.Fatalf("dead-letter reasons %v", reasons)
+	}
+	var want []string
+	for _, b := range bad {
+		want = append(want, string(b))
+	}
+	slices.Sort(want)
+	slices.Sort(values)
+	if !slices.Equal(values, want) {
+		t.Fatal("the dead letters are not the bad events byte for byte")
 	}
 }
 

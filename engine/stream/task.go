@@ -37,6 +37,7 @@ type task struct {
 	pending    []rules.Transition // taken from the partition, not yet handed to the sink
 	scores     []engine.ScoreRow  // likewise
 	writing    chan error         // the result of the sink write in flight; nil when none
+	written    *engine.Batch      // the batch of that write
 	writeCtx   context.Context    // outlives the task's ctx until its final save is done
 	broken     bool               // a write was abandoned: never checkpoint again
 	dead       []kafka.Message    // rejected events not yet in the dead-letter topic
@@ -81,7 +82,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 	defer stopFetch()
 	// One batch fetched ahead: enough to keep the task busy, and memory
 	// stays at two batches per partition while a sink holds it back.
-	f := &fetcher{cfg: cfg, partition: int(t.partition), log: log, out: make(chan *chunk, 1)}
+	f := newFetcher(cfg, int(t.partition), log)
 	go f.run(fetchCtx, start)
 
 	ticker := time.NewTicker(min(cfg.CheckpointInterval, time.Second))
@@ -98,6 +99,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 				return // ctx ended while a sink kept failing
 			}
 			cfg.Hooks.Lag(cfg.Topic, t.partition, max(c.hwm-t.next, 0))
+			f.recycle(c) // applied, and its dead letters written
 		case q := <-t.queries:
 			q.fn(t.part)
 			close(q.done)
@@ -159,6 +161,12 @@ func (t *task) restore(log *slog.Logger) int64 {
 	return start
 }
 
+// maxPendingScores bounds the score rows a partition holds before handing
+// them to the sinks, even mid-batch. A catch-up emits a row per account
+// per hour of event time, and a 16 MiB fetch holds hours: unbounded, the
+// rows of one batch would take tens of megabytes per partition.
+const maxPendingScores = 8192
+
 // apply decodes and applies one fetched batch, then hands its outputs to
 // the sink (retrying until it accepts: backpressure).
 func (t *task) apply(ctx context.Context, c *chunk) error {
@@ -187,6 +195,11 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 				{Key: "pulse-reason", Value: []byte(reason.String())},
 				{Key: "pulse-source", Value: fmt.Appendf(nil, "%s/%d/%d", cfg.Topic, t.partition, c.offsets[i])},
 			}})
+		}
+		if i%256 == 255 && t.part.PendingScores() >= maxPendingScores {
+			if err := t.flush(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	if len(c.values) > 0 {
@@ -221,7 +234,7 @@ func (t *task) flush(ctx context.Context) error {
 		b := &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores}
 		t.pending, t.scores = nil, nil // the write owns them now
 		done := make(chan error, 1)
-		t.writing = done
+		t.writing, t.written = done, b
 		go func() { done <- t.write(b) }()
 	}
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
@@ -276,8 +289,11 @@ func (t *task) awaitWrite(ctx context.Context) error {
 	}
 	select {
 	case err := <-t.writing:
-		t.writing = nil
-		if err != nil {
+		b := t.written
+		t.writing, t.written = nil, nil
+		if err == nil {
+			t.part.RecycleScores(b.Scores) // the sink is done with them
+		} else {
 			// The batch is gone from memory; only a re-read from the last
 			// checkpoint can produce it again, so never checkpoint past it.
 			t.broken = true

@@ -1,15 +1,21 @@
 package clickhouse
 
 import (
-	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/synth"
@@ -120,24 +126,7 @@ func TestWritesAreReplaySafe(t *testing.T) {
 		t.Fatal("the stream produced nothing to write")
 	}
 	ctx := context.Background()
-	rollup := func() string {
-		rows, err := sink.conn.Query(ctx, "SELECT account_id, toString(day), round(argMaxMerge(score), 3), argMaxMerge(grade), maxMerge(dau) FROM pulse.daily GROUP BY account_id, day ORDER BY account_id, day")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var b strings.Builder
-		for rows.Next() {
-			var id, day, grade string
-			var score, dau float64
-			if err := rows.Scan(&id, &day, &score, &grade, &dau); err != nil {
-				t.Fatal(err)
-			}
-			b.WriteString(strings.Join([]string{id, day, grade}, " "))
-			b.WriteString("\n")
-		}
-		return b.String()
-	}
+	want := wantDaily(bs)
 	for round := range 2 {
 		for i := range bs {
 			if err := sink.Write(ctx, &bs[i]); err != nil {
@@ -150,25 +139,179 @@ func TestWritesAreReplaySafe(t *testing.T) {
 		if n := count(t, sink, "SELECT count() FROM pulse.alerts FINAL"); n != uint64(nAlerts) {
 			t.Fatalf("round %d: %d alert rows, want %d", round, n, nAlerts)
 		}
+		sameDaily(t, sink, "pulse", want)
 	}
-	first := rollup()
-	if strings.Count(first, "\n") < 30 {
-		t.Fatalf("daily rollup has %d rows", strings.Count(first, "\n"))
+}
+
+// wantDaily computes the daily rollup from score rows: per account and UTC
+// day, the last row's grade and DAU, a row at midnight closing the day
+// before.
+func wantDaily(bs []engine.Batch) []string {
+	type key struct{ id, day string }
+	last := map[key]engine.ScoreRow{}
+	for _, b := range bs {
+		for _, r := range b.Scores {
+			k := key{r.AccountID, time.Unix(0, r.Ts-1).UTC().Format(time.DateOnly)}
+			if r.Ts >= last[k].Ts {
+				last[k] = r
+			}
+		}
 	}
-	// The last score row of each account-day matches the rollup's grade.
-	var last bytes.Buffer
-	rows, err := sink.conn.Query(ctx, "SELECT account_id, toString(toDate(ts)), toString(argMax(grade, ts_ns)) FROM pulse.scores FINAL GROUP BY account_id, toDate(ts) ORDER BY account_id, toDate(ts)")
+	var out []string
+	for k, r := range last {
+		out = append(out, fmt.Sprintf("%s %s %d %s %g %s", k.id, k.day, r.Ts, r.Grade, r.Metrics[rules.DAU], r.Attrs[rules.CSM]))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sameDaily(t *testing.T, sink *Sink, db string, want []string) {
+	t.Helper()
+	rows, err := sink.conn.Query(context.Background(), fmt.Sprintf("SELECT account_id, toString(day), ts_ns, toString(grade), ifNull(dau, -1), csm FROM %s.daily FINAL", db))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
+	var got []string
 	for rows.Next() {
-		var id, day, grade string
-		rows.Scan(&id, &day, &grade)
-		last.WriteString(id + " " + day + " " + grade + "\n")
+		var id, day, grade, csm string
+		var ts uint64
+		var dau float64
+		if err := rows.Scan(&id, &day, &ts, &grade, &dau, &csm); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %d %s %g %s", id, day, ts, grade, dau, csm))
 	}
-	rows.Close()
-	if last.String() != first {
-		t.Fatalf("daily rollup disagrees with the score history:\n%s\nvs\n%s", first[:min(400, len(first))], last.String()[:min(400, last.Len())])
+	slices.Sort(got)
+	if len(want) < 30 || !slices.Equal(got, want) {
+		t.Fatalf("daily rollup (%d rows) differs from the score history's last row per day (%d):\n%.600s\nvs\n%.600s",
+			len(got), len(want), strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A database made by the first schema (aggregate-state rollup) migrates to
+// the current one on start, its rollup rebuilt from the score history.
+func TestUpgradeRebuildsTheDailyRollup(t *testing.T) {
+	srv := chtest.Start(t)
+	ctx := context.Background()
+	conn, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // an open connection holds the server's shutdown back
+	old := &Sink{cfg: Config{Database: "up", Log: quiet, Inserted: func(string, int) {}}, conn: conn}
+	if err := old.migrate(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	bs, _, _ := batches(t, 20, 10)
+	for i := range bs {
+		if err := old.insert(ctx, &batch{scores: [][]engine.ScoreRow{bs[i].Scores}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, old, "SELECT count() FROM system.columns WHERE database = 'up' AND table = 'daily' AND type LIKE 'AggregateFunction%'"); n == 0 {
+		t.Fatal("the first schema has no aggregate-state rollup")
+	}
+	sink := open(t, srv, "up")
+	if n := count(t, sink, "SELECT toUInt64(max(version)) FROM up.pulse_schema"); n != uint64(len(migrations("up", sink.dialect))) {
+		t.Fatalf("schema at version %d after the upgrade", n)
+	}
+	sameDaily(t, sink, "up", wantDaily(bs))
+}
+
+// Every column of a score row reads back as written: the columns go to the
+// driver whole, so an order slip would put one metric under another's name.
+func TestScoreRowsReadBackColumnByColumn(t *testing.T) {
+	srv := chtest.Start(t)
+	sink := open(t, srv, "pulse")
+	bs, _, _ := batches(t, 12, 10)
+	ctx := context.Background()
+	want := map[string]engine.ScoreRow{}
+	nulls := 0
+	for i := range bs {
+		if err := sink.Write(ctx, &bs[i]); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range bs[i].Scores {
+			want[fmt.Sprint(r.AccountID, r.Ts)] = r
+			for _, m := range historyMetrics {
+				if rules.IsNull(r.Metrics[m]) {
+					nulls++
+				}
+			}
+		}
+	}
+	if nulls == 0 {
+		t.Fatal("no null metric in the stream: the null path goes untested")
+	}
+	rows, err := sink.conn.Query(ctx, "SELECT "+scoreColumns+" FROM pulse.scores FINAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var id, grade, depth string
+		var ts time.Time
+		var tsNs uint64
+		var score *float64
+		attrs := make([]string, len(historyAttrs))
+		metrics := make([]*float64, len(historyMetrics))
+		dest := []any{&id, &ts, &tsNs, &score, &grade, &depth}
+		for i := range attrs {
+			dest = append(dest, &attrs[i])
+		}
+		for i := range metrics {
+			dest = append(dest, &metrics[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		r, ok := want[fmt.Sprint(id, tsNs)]
+		if !ok {
+			t.Fatalf("row %s@%d was never written", id, tsNs)
+		}
+		seen++
+		same := func(col string, got *float64, want float64) {
+			if (got == nil) != rules.IsNull(want) || got != nil && *got != want {
+				t.Fatalf("%s@%d: %s = %v, want %v", id, tsNs, col, got, want)
+			}
+		}
+		same("score", score, r.Score)
+		for i, m := range historyMetrics {
+			same(m.String(), metrics[i], r.Metrics[m])
+		}
+		if grade != r.Grade.String() || depth != r.Depth.String() || ts.UnixNano() != r.Ts/1e9*1e9 {
+			t.Fatalf("%s@%d: grade %s depth %s ts %v, want %s %s %v", id, tsNs, grade, depth, ts, r.Grade, r.Depth, time.Unix(0, r.Ts))
+		}
+		for i, a := range historyAttrs {
+			if attrs[i] != r.Attrs[a] {
+				t.Fatalf("%s@%d: %s = %q, want %q", id, tsNs, a, attrs[i], r.Attrs[a])
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("read back %d rows, wrote %d", seen, len(want))
+	}
+}
+
+// The grade and depth columns are written as their enum values, which
+// must be the rules' constants.
+func TestEnumValuesAreTheRulesConstants(t *testing.T) {
+	for ddl, name := range map[string]func(int) string{
+		gradeEnum: func(i int) string { return rules.Grade(i).String() },
+		depthEnum: func(i int) string { return rules.Depth(i).String() },
+	} {
+		m := regexp.MustCompile(`'(\w+)' = (\d+)`).FindAllStringSubmatch(ddl, -1)
+		if len(m) < 4 {
+			t.Fatalf("cannot read %s", ddl)
+		}
+		for _, e := range m {
+			v, _ := strconv.Atoi(e[2])
+			if name(v) != e[1] {
+				t.Errorf("%s: %d is %q in the rules", ddl, v, name(v))
+			}
+		}
 	}
 }
 
@@ -204,5 +347,68 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	}
 	if n := count(t, sink, "SELECT count() FROM pulse.scores FINAL"); n != uint64(nScores) {
 		t.Fatalf("%d score rows after recovery, want %d", n, nScores)
+	}
+}
+
+// Group commit: once the partitions are known, one INSERT holds a write of
+// each; a partition that does not write holds the others back no longer
+// than FlushInterval.
+func TestGroupCommitWaitsForEveryPartition(t *testing.T) {
+	srv := chtest.Start(t)
+	var mu sync.Mutex
+	var inserts []int
+	ctx := context.Background()
+	const flushInterval = 2 * time.Second
+	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "group", FlushInterval: flushInterval, Log: quiet,
+		Inserted: func(table string, rows int) {
+			if table == "scores" {
+				mu.Lock()
+				inserts = append(inserts, rows)
+				mu.Unlock()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(ctx)
+	bs, _, _ := batches(t, 40, 3)
+	var rows []engine.ScoreRow
+	for _, b := range bs {
+		rows = append(rows, b.Scores...)
+	}
+	const partitions = 8
+	round := func(r, writers int) (time.Duration, []int) {
+		mu.Lock()
+		inserts = nil
+		mu.Unlock()
+		began := time.Now()
+		var wg sync.WaitGroup
+		for p := range writers {
+			wg.Go(func() {
+				part := slices.Clone(rows[p*10 : p*10+10])
+				for i := range part {
+					part[i].Ts += int64(r) // new keys each round
+				}
+				if err := sink.Write(ctx, &engine.Batch{Partition: int32(p), Scores: part}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Since(began), slices.Clone(inserts)
+	}
+	round(0, partitions) // the sink learns who writes
+	for r := 1; r <= 2; r++ {
+		if took, got := round(r, partitions); len(got) != 1 || got[0] != 10*partitions || took >= flushInterval {
+			t.Fatalf("round %d: INSERTs of %v rows in %v, want one of %d rows at once", r, got, took, 10*partitions)
+		}
+	}
+	if took, got := round(3, partitions-1); len(got) != 1 || got[0] != 10*(partitions-1) || took < flushInterval || took > 3*flushInterval {
+		t.Fatalf("one partition silent: INSERTs of %v rows in %v, want one after the flush interval (%v)", got, took, flushInterval)
+	}
+	if n := count(t, sink, "SELECT count() FROM group.scores FINAL"); n != 4*10*partitions-10 {
+		t.Fatalf("%d rows stored, want %d", n, 4*10*partitions-10)
 	}
 }

@@ -152,26 +152,28 @@ func TestShippedQueries(t *testing.T) {
 	}
 
 	var account string
-	days := map[string]rules.Grade{}
 	for id := range latest {
 		account = id
 		break
 	}
+	dayEnd := map[string]string{}
 	for i := range bs {
 		for _, r := range bs[i].Scores {
 			if r.AccountID == account {
-				days[time.Unix(0, r.Ts).UTC().Format("2006-01-02")] = r.Grade
+				// A row at midnight closes the day before.
+				day := time.Unix(0, r.Ts-1).UTC().Format(time.DateOnly)
+				dayEnd[day] = fmt.Sprintf("%s %g %g", r.Grade, r.Metrics[rules.DAU], r.Metrics[rules.Events7d])
 			}
 		}
 	}
 	trend := run("score_trend", account)
-	if len(trend) != len(days) {
-		t.Fatalf("score_trend of %s: %d days, want %d", account, len(trend), len(days))
+	if len(trend) != len(dayEnd) {
+		t.Fatalf("score_trend of %s: %d days, want %d", account, len(trend), len(dayEnd))
 	}
 	for _, row := range trend {
 		f := strings.Fields(row)
-		if days[f[0]].String() != f[len(f)-2] {
-			t.Fatalf("score_trend row %q: grade at day end is %s", row, days[f[0]])
+		if got := strings.Join(f[2:], " "); got != dayEnd[f[0]] {
+			t.Fatalf("score_trend row %q: the day ends with %s", row, dayEnd[f[0]])
 		}
 	}
 }

@@ -44,6 +44,7 @@ type Metrics struct {
 	transitions *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
 	notified    *prometheus.CounterVec
+	insertRows  *prometheus.HistogramVec
 	now         func() time.Time
 }
 
@@ -66,8 +67,9 @@ func New() *Metrics {
 	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_dead_letters_total", Help: "Rejected events written to the dead-letter topic."})
 	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_alert_transitions_total", Help: "Alert transitions handed to the sinks, by rule and state."}, []string{"rule", "state"})
 	m.notified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_notifications_total", Help: "Webhook notifications by notifier and outcome (sent, failed, dropped_queue_full, snoozed, duplicate, repeat)."}, []string{"notifier", "outcome"})
+	m.insertRows = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pulse_clickhouse_insert_rows", Help: "Rows per ClickHouse INSERT, by table: ClickHouse wants them large (tens of thousands and up).", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}, []string{"table"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_rules_reloads_total", Help: "Rules reloads, by result (ok, error)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.transitions, m.reloads, m.notified,
+	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.transitions, m.reloads, m.notified, m.insertRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -92,6 +94,11 @@ func (m *Metrics) Handler() http.Handler {
 
 // Registry is where extra collectors register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ClickHouseInserted records the rows of one ClickHouse INSERT.
+func (m *Metrics) ClickHouseInserted(table string, rows int) {
+	m.insertRows.WithLabelValues(table).Observe(float64(rows))
+}
 
 // Notified counts a webhook notification outcome.
 func (m *Metrics) Notified(notifier, outcome string) {

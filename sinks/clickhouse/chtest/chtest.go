@@ -74,6 +74,9 @@ func Launch(dir string) (*Server, error) {
 	return s, s.Restart()
 }
 
+// Pid is the server's process id (benchmarks read its CPU time).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Addr is the native-protocol address.
 func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.tcp) }
 

@@ -78,3 +78,36 @@ SELECT
     argMaxState(csm, ts_ns) AS csm
 FROM pulse.scores
 GROUP BY day, account_id;
+
+DROP TABLE IF EXISTS pulse.daily_mv;
+
+DROP TABLE IF EXISTS pulse.daily;
+
+CREATE TABLE IF NOT EXISTS pulse.daily (
+    day Date,
+    account_id String,
+    ts_ns UInt64,
+    score Nullable(Float64),
+    grade Enum8('none' = 0, 'red' = 1, 'yellow' = 2, 'green' = 3),
+    depth Enum8('none' = 0, 'record' = 1, 'process' = 2, 'integration' = 3, 'custom' = 4),
+    dau Nullable(Float64),
+    mau Nullable(Float64),
+    events_7d Nullable(Float64),
+    segment LowCardinality(String),
+    csm LowCardinality(String)
+) ENGINE = ReplacingMergeTree(ts_ns)
+PARTITION BY toYYYYMM(day)
+ORDER BY (account_id, day)
+TTL day + INTERVAL 24 MONTH;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS pulse.daily_mv TO pulse.daily AS
+SELECT
+    toDate(toDateTime(intDiv(ts_ns - 1, 1000000000), 'UTC')) AS day,
+    account_id, ts_ns, score, grade, depth, dau, mau, events_7d, segment, csm
+FROM pulse.scores;
+
+INSERT INTO pulse.daily (day, account_id, ts_ns, score, grade, depth, dau, mau, events_7d, segment, csm)
+SELECT
+    toDate(toDateTime(intDiv(ts_ns - 1, 1000000000), 'UTC')) AS day,
+    account_id, ts_ns, score, grade, depth, dau, mau, events_7d, segment, csm
+FROM pulse.scores;
