@@ -37,15 +37,33 @@ const ScoreStep = 1.0
 // partition's goroutine at a time per partition, but different partitions
 // call it concurrently, so implementations must be safe for concurrent use.
 //
-// Write returns only once the batch is durably accepted (or fails): the
-// engine commits Kafka offsets only past batches a sink accepted, and
-// retries a failed Write with backoff, which is how a slow or failing sink
-// applies backpressure. Write must not keep b or its slices after it
-// returns — except after a failure, when a sink may still read (never
-// write) them; callers do not modify a batch once handed over.
+// Write returns once the batch is accepted (or fails): durably, unless the
+// sink is a Flusher, which may buffer it. The engine commits Kafka offsets
+// only past batches every sink accepted and every Flusher flushed, and
+// retries a failed Write with backoff; a slow or failing sink applies
+// backpressure by not returning. Write must not keep b or its slices after
+// it returns (a sink that buffers copies) — except after a failure, when
+// it may still read (never write) them; callers do not modify a batch once
+// handed over, and reuse its score rows once Write succeeded.
 type Sink interface {
 	Write(ctx context.Context, b *Batch) error
 	Close(ctx context.Context) error
+}
+
+// Flusher is a Sink that buffers: its Write may return before the batch is
+// durable. Flush returns once everything written before the call is
+// durable (or fails, or ctx ends). The engine flushes before every
+// checkpoint, so offsets never pass what a Flusher holds only in memory.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// Flush flushes s if it is a Flusher.
+func Flush(ctx context.Context, s Sink) error {
+	if f, ok := s.(Flusher); ok {
+		return f.Flush(ctx)
+	}
+	return nil
 }
 
 // Sinks fans a batch out to several sinks, in order; the first error stops
@@ -57,6 +75,16 @@ type Sinks []Sink
 func (s Sinks) Write(ctx context.Context, b *Batch) error {
 	for _, sink := range s {
 		if err := sink.Write(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush implements Flusher: it flushes every sink that buffers.
+func (s Sinks) Flush(ctx context.Context) error {
+	for _, sink := range s {
+		if err := Flush(ctx, sink); err != nil {
 			return err
 		}
 	}

@@ -10,11 +10,12 @@
 //	                              │   background while the next batch is applied;
 //	                              │   retried; a second write waits (backpressure)
 //	                              └─► every checkpoint_interval and on revocation:
+//	                                  flush the sinks that buffer, write the
 //	                                  checkpoint file (state + next offset), then
 //	                                  commit that offset to the group
 //
 // Offsets are committed only for events whose effects are in a checkpoint
-// and whose outputs the sinks accepted, so a crash at any point loses
+// and whose outputs the sinks stored, so a crash at any point loses
 // nothing: the partition resumes from its checkpoint and re-reads what came
 // after it, and the engine's determinism makes the re-read produce the same
 // state and the same alert ids.

@@ -457,3 +457,47 @@ func ownedBy(c *Consumer) int {
 	c.Do(context.Background(), func(*engine.Partition) { n++ })
 	return n
 }
+
+// bufferingSink accepts every Write but makes nothing durable until Flush
+// succeeds, which it refuses while down.
+type bufferingSink struct {
+	collector
+	down    atomic.Bool
+	flushes atomic.Int64
+}
+
+func (b *bufferingSink) Flush(context.Context) error {
+	if b.down.Load() {
+		return fmt.Errorf("sink down")
+	}
+	b.flushes.Add(1)
+	return nil
+}
+
+// A sink that buffers is flushed before every checkpoint: while its Flush
+// fails, the partitions go on applying but nothing is checkpointed or
+// committed.
+func TestCheckpointsWaitForBufferingSinks(t *testing.T) {
+	brokers := startBroker(t)
+	rs := exampleRules(t)
+	lines := generate(20, 10)
+	produce(t, brokers, lines)
+	sink := &bufferingSink{}
+	sink.down.Store(true)
+	hooks := &counter{}
+	dir := t.TempDir()
+	start(t, testConfig(brokers, dir, hooks), rs, sink)
+	waitFor(t, "every event", 60*time.Second, func() bool { return hooks.seen.Load() >= int64(len(lines)) })
+	time.Sleep(time.Second) // five checkpoint intervals
+	if ckpts, _ := filepath.Glob(filepath.Join(dir, "*.ckpt")); len(ckpts) > 0 {
+		t.Fatalf("checkpointed %v while the sink could not flush", ckpts)
+	}
+	sink.down.Store(false)
+	waitFor(t, "checkpoints", 30*time.Second, func() bool {
+		ckpts, _ := filepath.Glob(filepath.Join(dir, "*.ckpt"))
+		return len(ckpts) > 0
+	})
+	if sink.flushes.Load() == 0 {
+		t.Fatal("checkpointed without a flush")
+	}
+}

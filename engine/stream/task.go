@@ -321,6 +321,11 @@ func (t *task) save(ctx context.Context) error {
 	if err := t.awaitWrite(ctx); err != nil {
 		return err
 	}
+	// Sinks that buffer (ClickHouse groups many partitions' rows into one
+	// INSERT) store what they hold before the offset moves past it.
+	if err := engine.Flush(ctx, t.c.sink); err != nil {
+		return fmt.Errorf("flushing the sinks: %w", err)
+	}
 	began := time.Now()
 	t.buf = t.part.AppendCheckpoint(t.buf[:0], t.next)
 	err := engine.WriteCheckpointFile(t.path(), t.buf)

@@ -4,18 +4,20 @@
 // migrates its schema on start, in the dialect the server speaks (18.16 or
 // current), over the native protocol.
 //
-// Writes are group-committed: every Write joins the batch being filled and
-// returns once a single INSERT per table has stored it. A batch is cut once
-// every partition that wrote lately has a Write in it (nobody else is
-// coming), at BatchRows, or FlushInterval after its first rows. ClickHouse
-// wants few large INSERTs: on 18.16, 800 k rows cost the server 6.8 CPU
-// seconds in 8 k-row INSERTs and 1.2 s in 100 k-row ones. A failing INSERT is retried with
-// backoff and jitter, and the Writes waiting on it wait too, so the
-// consumer stops committing offsets past what ClickHouse holds
-// (backpressure) and catches up when it returns; memory stays bounded by
-// one waiting batch per partition. Tables are ReplacingMergeTree keyed by
-// the outputs' stable ids, so re-sent rows (after a crash, or a replay)
-// leave no visible duplicates with FINAL or argMax queries.
+// The sink buffers (it is an engine.Flusher): every Write copies its rows
+// into the batch being filled and returns, and one INSERT per table stores
+// the batch once it holds BatchRows rows, FlushInterval after its first
+// rows, or when Flush asks — the engine flushes before each checkpoint, so
+// offsets never pass rows held only here. ClickHouse wants few large
+// INSERTs: on 18.16, 800 k rows cost the server 6.8 CPU seconds as 8 k-row
+// INSERTs and 1.2 s as 100 k-row ones; and partitions never wait for an
+// INSERT unless the sink is full. A failing INSERT is retried with backoff
+// and jitter while the next batch fills; once that one is full too, Write
+// blocks (backpressure), so memory stays at about two batches, the
+// consumer stops committing offsets past what ClickHouse holds, and
+// everything catches up when it returns. Tables are ReplacingMergeTree
+// keyed by the outputs' stable ids, so re-sent rows (after a crash, or a
+// replay) leave no visible duplicates with FINAL or argMax queries.
 package clickhouse
 
 import (
@@ -25,7 +27,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,8 +43,8 @@ type Config struct {
 	Database      string
 	Username      string
 	Password      string
-	BatchRows     int           // cut a batch at this many rows (default 100,000)
-	FlushInterval time.Duration // at most this long after its first rows (default 1s)
+	BatchRows     int           // store a batch at this many rows (default 100,000)
+	FlushInterval time.Duration // or this long after its first rows (default 1s)
 	HistoryMonths int           // TTL of history on servers that have TTL; 0 keeps it forever
 	Log           *slog.Logger
 	// Inserted, if set, is told of every INSERT that succeeded: the rows
@@ -51,41 +52,26 @@ type Config struct {
 	Inserted func(table string, rows int)
 }
 
-// Sink is the ClickHouse sink; it implements engine.Sink and is safe for
-// concurrent use.
+// Sink is the ClickHouse sink; it implements engine.Sink and
+// engine.Flusher and is safe for concurrent use.
 type Sink struct {
 	cfg     Config
 	conn    driver.Conn
 	dialect dialect
 
-	mu      sync.Mutex
-	filling *batch
-	// writers is when each partition last wrote: the ones that wrote
-	// within activeFor are expected in every batch.
-	writers map[int32]time.Time
-	arrived chan struct{} // a Write added the batch's first rows
-	kick    chan struct{} // the filling batch is complete: cut it now
-	stop    chan struct{}
-	stopped chan struct{}
+	mu       sync.Mutex
+	filling  *batch
+	spare    *batch // a stored batch, for reuse
+	written  uint64 // sequence number of the last Write
+	stored   uint64 // every Write up to this one is stored
+	flushing bool   // a Flush waits: store the filling batch now
+	closed   bool
+	changed  chan struct{} // closed (and replaced) when a batch is cut or stored
+	arrived  chan struct{} // the filling batch got its first rows
+	kick     chan struct{} // store the filling batch now
+	stop     chan struct{}
+	stopped  chan struct{}
 }
-
-// activeFor is how long a partition that stopped writing (idle, or handed
-// to another instance) still holds batches back, up to FlushInterval each.
-const activeFor = 5 * time.Second
-
-// batch is the rows of many Writes, stored by one INSERT per table. It
-// holds the writers' slices rather than copies: each writer waits for the
-// batch, so its rows stay put until they are stored.
-type batch struct {
-	scores  [][]engine.ScoreRow
-	alerts  [][]rules.Transition
-	rows    int
-	writers map[int32]bool // the partitions waiting on it
-	done    chan struct{}  // closed once stored (or the sink closed)
-	err     error
-}
-
-func newBatch() *batch { return &batch{writers: map[int32]bool{}, done: make(chan struct{})} }
 
 // Open connects, creates or migrates the schema and starts the flusher.
 func Open(ctx context.Context, cfg Config) (*Sink, error) {
@@ -112,14 +98,18 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	s := &Sink{cfg: cfg, conn: conn, filling: newBatch(), writers: map[int32]time.Time{},
-		arrived: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	s := newSink(cfg, conn)
 	if err := s.migrate(ctx, -1); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	go s.flusher()
 	return s, nil
+}
+
+func newSink(cfg Config, conn driver.Conn) *Sink {
+	return &Sink{cfg: cfg, conn: conn, filling: &batch{}, changed: make(chan struct{}),
+		arrived: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // Dialect names the schema dialect in use: "compat" (18.16) or "modern".
@@ -181,56 +171,90 @@ func (s *Sink) record(ctx context.Context, version uint32) error {
 	return b.Send()
 }
 
-// ErrClosed is returned by Write after Close.
+// ErrClosed is returned by Write and Flush after Close.
 var ErrClosed = errors.New("clickhouse sink closed")
 
-// Write implements engine.Sink: it returns once ClickHouse stores the rows
-// (or ctx ends — the rows may still be stored later; a re-sent batch
-// replaces them).
+// Write implements engine.Sink: it copies the batch into the one being
+// filled and returns — at once, unless that one is full while the one
+// before is still being stored (backpressure), until ctx ends.
 func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
 	if len(b.Scores) == 0 && len(b.Transitions) == 0 {
 		return nil
 	}
 	s.mu.Lock()
-	select {
-	case <-s.stop:
+	for !s.closed && s.filling.rows >= s.cfg.BatchRows {
+		if err := s.wait(ctx); err != nil {
+			return err
+		}
+	}
+	if s.closed {
 		s.mu.Unlock()
 		return ErrClosed
-	default:
 	}
 	f := s.filling
-	first := f.rows == 0
-	if len(b.Scores) > 0 {
-		f.scores = append(f.scores, b.Scores)
-	}
-	if len(b.Transitions) > 0 {
-		f.alerts = append(f.alerts, b.Transitions)
-	}
-	f.rows += len(b.Scores) + len(b.Transitions)
-	now := time.Now()
-	s.writers[b.Partition] = now
-	f.writers[b.Partition] = true
-	if first {
+	if f.rows == 0 {
 		signal(s.arrived)
 	}
-	if f.rows >= s.cfg.BatchRows || s.everyoneIn(f, now) {
-		signal(s.kick) // under the lock: the flusher clears it with the cut
+	f.scores.append(b.Scores)
+	f.alerts = append(f.alerts, b.Transitions...)
+	f.rows += len(b.Scores) + len(b.Transitions)
+	s.written++
+	f.seq = s.written
+	if f.rows >= s.cfg.BatchRows {
+		signal(s.kick)
 	}
 	s.mu.Unlock()
+	return nil
+}
+
+// Flush implements engine.Flusher: it returns once every row written
+// before it is stored, or ctx ends.
+func (s *Sink) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	target := s.written
+	for s.stored < target {
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if s.filling.seq > 0 && !s.flushing {
+			s.flushing = true
+			signal(s.kick)
+		}
+		if err := s.wait(ctx); err != nil {
+			return err
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// wait waits, with s.mu held, until a batch is cut or stored, the sink
+// closes or ctx ends; it returns with s.mu held unless it fails.
+func (s *Sink) wait(ctx context.Context) error {
+	changed := s.changed
+	s.mu.Unlock()
 	select {
-	case <-f.done:
-		return f.err
+	case <-changed:
+	case <-s.stopped:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.mu.Lock()
+	return nil
 }
 
-// Close stores what is pending (within ctx) and closes the connection.
+// broadcast wakes every wait. Called with s.mu held.
+func (s *Sink) broadcast() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Close stores what is buffered (within ctx) and closes the connection.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
-	select {
-	case <-s.stop:
-	default:
+	if !s.closed {
+		s.closed = true
 		close(s.stop)
 	}
 	s.mu.Unlock()
@@ -241,20 +265,6 @@ func (s *Sink) Close(ctx context.Context) error {
 	return s.conn.Close()
 }
 
-// everyoneIn reports whether every partition that wrote lately waits on f;
-// it forgets the ones that did not. Called with s.mu held.
-func (s *Sink) everyoneIn(f *batch, now time.Time) bool {
-	in := true
-	for p, last := range s.writers {
-		if now.Sub(last) > activeFor {
-			delete(s.writers, p)
-		} else if !f.writers[p] {
-			in = false
-		}
-	}
-	return in
-}
-
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -263,7 +273,7 @@ func signal(c chan struct{}) {
 }
 
 // flusher cuts and stores batches: once rows have arrived, it waits until
-// the batch is complete or FlushInterval passed.
+// the batch is full, FlushInterval passed or a Flush asks.
 func (s *Sink) flusher() {
 	defer close(s.stopped)
 	for {
@@ -285,14 +295,27 @@ func (s *Sink) flusher() {
 		}
 		s.mu.Lock()
 		b := s.filling
-		s.filling = newBatch()
+		s.filling, s.spare = s.spare, nil
+		if s.filling == nil {
+			s.filling = &batch{}
+		}
+		s.flushing = false
 		select {
 		case <-s.kick: // a kick for the batch just cut must not cut the next one
 		default:
 		}
+		s.broadcast() // room for Writes held back
 		s.mu.Unlock()
-		s.store(b, stopping)
-		close(b.done)
+
+		ok := s.store(b, stopping)
+		s.mu.Lock()
+		if ok && b.seq > s.stored {
+			s.stored = b.seq
+		}
+		b.reset()
+		s.spare = b
+		s.broadcast()
+		s.mu.Unlock()
 		if stopping {
 			return
 		}
@@ -301,9 +324,9 @@ func (s *Sink) flusher() {
 
 // store inserts a batch, retrying with capped exponential backoff and full
 // jitter until it succeeds — or, once stopping, until one last try fails.
-func (s *Sink) store(b *batch, stopping bool) {
+func (s *Sink) store(b *batch, stopping bool) bool {
 	if b.rows == 0 {
-		return
+		return true
 	}
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -314,12 +337,12 @@ func (s *Sink) store(b *batch, stopping bool) {
 			if attempt > 1 {
 				s.cfg.Log.Info("clickhouse write recovered", "attempts", attempt, "rows", b.rows)
 			}
-			return
+			return true
 		}
 		s.cfg.Log.Warn("clickhouse write failed; retrying", "attempt", attempt, "rows", b.rows, "err", err)
 		if stopping {
-			b.err = err
-			return
+			s.cfg.Log.Error("clickhouse sink closed with rows unstored; they are re-read from the last checkpoint", "rows", b.rows)
+			return false
 		}
 		select {
 		case <-time.After(time.Duration(rand.Int64N(int64(wait))) + wait/2):
@@ -330,33 +353,14 @@ func (s *Sink) store(b *batch, stopping bool) {
 	}
 }
 
-var scoreColumns = func() string {
-	cols := []string{"account_id", "ts", "ts_ns", "score", "grade", "depth"}
-	for _, a := range historyAttrs {
-		cols = append(cols, a.String())
-	}
-	for _, m := range historyMetrics {
-		cols = append(cols, m.String())
-	}
-	return strings.Join(cols, ", ")
-}()
-
-var alertColumns = func() string {
-	cols := []string{"alert_id", "state", "account_id", "rule", "severity", "kind", "ts", "ts_ns", "score", "grade", "depth", "metric_names", "metric_values", "message"}
-	for i := range rules.NumAttrs {
-		cols = append(cols, rules.Attr(i).String())
-	}
-	return strings.Join(cols, ", ")
-}()
-
 func (s *Sink) insert(ctx context.Context, b *batch) error {
-	if len(b.scores) > 0 {
-		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.scores (%s)", s.cfg.Database, scoreColumns))
+	if n := b.scores.len(); n > 0 {
+		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.scores (%s)", s.cfg.Database, scoreColumnNames))
 		if err != nil {
 			return err
 		}
-		for i, col := range scoreBlock(b.scores) {
-			if err := ib.Column(i).Append(col); err != nil {
+		for i := range numScoreColumns {
+			if err := ib.Column(i).Append(b.scores.column(i)); err != nil {
 				ib.Abort()
 				return err
 			}
@@ -364,15 +368,16 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		if err := ib.Send(); err != nil {
 			return err
 		}
-		s.cfg.Inserted("scores", rowCount(b.scores))
-		b.scores = nil // stored: a retry of the alerts must not insert them again
+		s.cfg.Inserted("scores", n)
+		b.scores.reset() // stored: a retry of the alerts must not insert them again
 	}
 	if len(b.alerts) > 0 {
-		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.alerts (%s)", s.cfg.Database, alertColumns))
+		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.alerts (%s)", s.cfg.Database, alertColumnNames))
 		if err != nil {
 			return err
 		}
-		for _, t := range rowsOf(b.alerts) {
+		for i := range b.alerts {
+			t := &b.alerts[i]
 			names := make([]string, len(t.Values))
 			values := make([]float64, len(t.Values))
 			for j, v := range t.Values {
@@ -391,86 +396,17 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		if err := ib.Send(); err != nil {
 			return err
 		}
-		s.cfg.Inserted("alerts", rowCount(b.alerts))
-		b.alerts = nil
+		s.cfg.Inserted("alerts", len(b.alerts))
+		clear(b.alerts)
+		b.alerts = b.alerts[:0]
 	}
 	return nil
 }
 
-// scoreBlock turns score rows into the columns of scoreColumns, in order.
-// Whole columns go to the driver in one call each, not row by row: a
-// catch-up writes millions of rows, and a row-wise append boxes every
-// value. Nullable values point into the rows, which stay put until the
-// batch is stored.
-func scoreBlock(chunks [][]engine.ScoreRow) []any {
-	n := rowCount(chunks)
-	ids := make([]string, 0, n)
-	ts := make([]time.Time, 0, n)
-	tsNs := make([]uint64, 0, n)
-	scores := make([]*float64, 0, n)
-	grades := make([]int8, 0, n) // the enums' values are the rules' constants
-	depths := make([]int8, 0, n)
-	attrs := make([][]string, len(historyAttrs))
-	for i := range attrs {
-		attrs[i] = make([]string, 0, n)
-	}
-	metrics := make([][]*float64, len(historyMetrics))
-	for i := range metrics {
-		metrics[i] = make([]*float64, 0, n)
-	}
-	for _, r := range rowsOf(chunks) {
-		ids = append(ids, r.AccountID)
-		ts = append(ts, time.Unix(0, r.Ts).UTC())
-		tsNs = append(tsNs, uint64(r.Ts))
-		scores = append(scores, nullableIn(&r.Score))
-		grades = append(grades, int8(r.Grade))
-		depths = append(depths, int8(r.Depth))
-		for i, a := range historyAttrs {
-			attrs[i] = append(attrs[i], r.Attrs[a])
-		}
-		for i, m := range historyMetrics {
-			metrics[i] = append(metrics[i], nullableIn(&r.Metrics[m]))
-		}
-	}
-	cols := []any{ids, ts, tsNs, scores, grades, depths}
-	for _, c := range attrs {
-		cols = append(cols, c)
-	}
-	for _, c := range metrics {
-		cols = append(cols, c)
-	}
-	return cols
-}
-
-func rowCount[T any](chunks [][]T) int {
-	n := 0
-	for _, c := range chunks {
-		n += len(c)
-	}
-	return n
-}
-
-// rowsOf walks the rows of a batch's chunks in order, by pointer.
-func rowsOf[T any](chunks [][]T) func(yield func(int, *T) bool) {
-	return func(yield func(int, *T) bool) {
-		n := 0
-		for _, c := range chunks {
-			for i := range c {
-				if !yield(n, &c[i]) {
-					return
-				}
-				n++
-			}
-		}
-	}
-}
-
-func nullable(v float64) *float64 { return nullableIn(&v) }
-
-// nullableIn is v, or nil for null (NaN) and infinities, which SQL has not.
-func nullableIn(v *float64) *float64 {
-	if rules.IsNull(*v) || math.IsInf(*v, 0) {
+// nullable is v, or nil for null (NaN) and infinities, which SQL has not.
+func nullable(v float64) *float64 {
+	if rules.IsNull(v) || math.IsInf(v, 0) {
 		return nil
 	}
-	return v
+	return &v
 }

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +135,9 @@ func TestWritesAreReplaySafe(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if err := sink.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
 		if n := count(t, sink, "SELECT count() FROM pulse.scores FINAL"); n != uint64(nScores) {
 			t.Fatalf("round %d: %d score rows, want %d", round, n, nScores)
 		}
@@ -141,6 +146,12 @@ func TestWritesAreReplaySafe(t *testing.T) {
 		}
 		sameDaily(t, sink, "pulse", want)
 	}
+}
+
+func batchOf(rows []engine.ScoreRow) *batch {
+	b := &batch{rows: len(rows)}
+	b.scores.append(rows)
+	return b
 }
 
 // wantDaily computes the daily rollup from score rows: per account and UTC
@@ -199,13 +210,13 @@ func TestUpgradeRebuildsTheDailyRollup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close() // an open connection holds the server's shutdown back
-	old := &Sink{cfg: Config{Database: "up", Log: quiet, Inserted: func(string, int) {}}, conn: conn}
+	old := newSink(Config{Database: "up", Log: quiet, Inserted: func(string, int) {}}, conn)
 	if err := old.migrate(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
 	bs, _, _ := batches(t, 20, 10)
 	for i := range bs {
-		if err := old.insert(ctx, &batch{scores: [][]engine.ScoreRow{bs[i].Scores}}); err != nil {
+		if err := old.insert(ctx, batchOf(bs[i].Scores)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +255,10 @@ func TestScoreRowsReadBackColumnByColumn(t *testing.T) {
 	if nulls == 0 {
 		t.Fatal("no null metric in the stream: the null path goes untested")
 	}
-	rows, err := sink.conn.Query(ctx, "SELECT "+scoreColumns+" FROM pulse.scores FINAL")
+	if err := sink.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := sink.conn.Query(ctx, "SELECT "+scoreColumnNames+" FROM pulse.scores FINAL")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,29 +329,61 @@ func TestEnumValuesAreTheRulesConstants(t *testing.T) {
 	}
 }
 
-// While ClickHouse is down, Write does not return (so the consumer commits
-// nothing past it); when ClickHouse is back, the rows arrive.
+// While ClickHouse is down, Writes fill the buffer and then block, and
+// Flush does not return (so the consumer commits nothing past what
+// ClickHouse holds); once it is back, everything is stored.
 func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	srv := chtest.Start(t)
-	sink := open(t, srv, "pulse")
-	bs, nScores, _ := batches(t, 5, 3)
+	ctx := context.Background()
+	days, nScores, _ := batches(t, 5, 3)
+	var all []engine.ScoreRow
+	for _, d := range days {
+		all = append(all, d.Scores...)
+	}
+	var bs []engine.Batch // 30 Writes of equal size
+	for i := range 30 {
+		bs = append(bs, engine.Batch{Scores: all[i*len(all)/30 : (i+1)*len(all)/30]})
+	}
+	// A batch holds a third of the rows: the first third fills one batch,
+	// whose INSERT fails; the next fills the second; the rest must wait.
+	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "pulse", BatchRows: len(all) / 3, FlushInterval: 50 * time.Millisecond, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(ctx)
 	srv.Stop()
 
-	done := make(chan error, len(bs))
-	for i := range bs {
-		go func() { done <- sink.Write(context.Background(), &bs[i]) }()
-	}
+	var written atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		for i := range bs {
+			if err := sink.Write(ctx, &bs[i]); err != nil {
+				done <- err
+				return
+			}
+			written.Add(int64(len(bs[i].Scores)))
+		}
+		done <- nil
+	}()
+	flushed := make(chan error, 1)
+	time.Sleep(time.Second)
+	go func() { flushed <- sink.Flush(ctx) }()
 	select {
 	case err := <-done:
-		t.Fatalf("Write returned (%v) while ClickHouse was down", err)
+		t.Fatalf("every Write returned (%v) while ClickHouse was down", err)
+	case err := <-flushed:
+		t.Fatalf("Flush returned (%v) while ClickHouse was down", err)
 	case <-time.After(2 * time.Second):
+	}
+	if n := written.Load(); n == 0 || n > int64(nScores)*3/4 {
+		t.Fatalf("%d of %d rows accepted while ClickHouse was down: the buffer is not bounded", n, nScores)
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	for range bs {
+	for _, c := range []chan error{done, flushed} {
 		select {
-		case err := <-done:
+		case err := <-c:
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -345,21 +391,24 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 			t.Fatal("writes did not complete after ClickHouse came back")
 		}
 	}
+	if err := sink.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n := count(t, sink, "SELECT count() FROM pulse.scores FINAL"); n != uint64(nScores) {
 		t.Fatalf("%d score rows after recovery, want %d", n, nScores)
 	}
 }
 
-// Group commit: once the partitions are known, one INSERT holds a write of
-// each; a partition that does not write holds the others back no longer
-// than FlushInterval.
-func TestGroupCommitWaitsForEveryPartition(t *testing.T) {
+// Writes return without waiting for an INSERT; batches are stored at
+// BatchRows rows, FlushInterval after their first rows, or on Flush, which
+// returns once everything written before it is stored.
+func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 	srv := chtest.Start(t)
 	var mu sync.Mutex
 	var inserts []int
 	ctx := context.Background()
-	const flushInterval = 2 * time.Second
-	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "group", FlushInterval: flushInterval, Log: quiet,
+	const batchRows, flushInterval = 1000, 2 * time.Second
+	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "cut", BatchRows: batchRows, FlushInterval: flushInterval, Log: quiet,
 		Inserted: func(table string, rows int) {
 			if table == "scores" {
 				mu.Lock()
@@ -371,44 +420,78 @@ func TestGroupCommitWaitsForEveryPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close(ctx)
-	bs, _, _ := batches(t, 40, 3)
+	bs, _, _ := batches(t, 40, 5)
 	var rows []engine.ScoreRow
 	for _, b := range bs {
 		rows = append(rows, b.Scores...)
 	}
-	const partitions = 8
-	round := func(r, writers int) (time.Duration, []int) {
-		mu.Lock()
-		inserts = nil
-		mu.Unlock()
+	if len(rows) < 3*batchRows {
+		t.Fatalf("only %d rows", len(rows))
+	}
+	took := func(what string, fn func() error) time.Duration {
 		began := time.Now()
-		var wg sync.WaitGroup
-		for p := range writers {
-			wg.Go(func() {
-				part := slices.Clone(rows[p*10 : p*10+10])
-				for i := range part {
-					part[i].Ts += int64(r) // new keys each round
-				}
-				if err := sink.Write(ctx, &engine.Batch{Partition: int32(p), Scores: part}); err != nil {
-					t.Error(err)
-				}
-			})
+		if err := fn(); err != nil {
+			t.Fatalf("%s: %v", what, err)
 		}
-		wg.Wait()
+		return time.Since(began)
+	}
+	stored := func() []int {
 		mu.Lock()
 		defer mu.Unlock()
-		return time.Since(began), slices.Clone(inserts)
+		return slices.Clone(inserts)
 	}
-	round(0, partitions) // the sink learns who writes
-	for r := 1; r <= 2; r++ {
-		if took, got := round(r, partitions); len(got) != 1 || got[0] != 10*partitions || took >= flushInterval {
-			t.Fatalf("round %d: INSERTs of %v rows in %v, want one of %d rows at once", r, got, took, 10*partitions)
-		}
+	// 2.5 batches from 8 partitions, 100 rows a Write: two full INSERTs
+	// while the Writes go on, the rest on Flush.
+	n := batchRows*5/2 + 50
+	var wg sync.WaitGroup
+	for p := range 8 {
+		wg.Go(func() {
+			for start := p * 100; start < n; start += 800 {
+				b := engine.Batch{Partition: int32(p), Scores: rows[start:min(start+100, n)]}
+				if err := sink.Write(ctx, &b); err != nil {
+					t.Error(err)
+				}
+			}
+		})
 	}
-	if took, got := round(3, partitions-1); len(got) != 1 || got[0] != 10*(partitions-1) || took < flushInterval || took > 3*flushInterval {
-		t.Fatalf("one partition silent: INSERTs of %v rows in %v, want one after the flush interval (%v)", got, took, flushInterval)
+	wg.Wait()
+	waitFor := time.Now().Add(10 * time.Second)
+	for len(stored()) < 2 && time.Now().Before(waitFor) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	if n := count(t, sink, "SELECT count() FROM group.scores FINAL"); n != 4*10*partitions-10 {
-		t.Fatalf("%d rows stored, want %d", n, 4*10*partitions-10)
+	if got := stored(); len(got) != 2 || got[0] < batchRows || got[1] < batchRows {
+		t.Fatalf("INSERTs of %v rows before Flush, want two of %d or more", got, batchRows)
+	}
+	if d := took("flush", func() error { return sink.Flush(ctx) }); d >= flushInterval {
+		t.Fatalf("Flush took %v: it waited for the flush interval", d)
+	}
+	if got := stored(); len(got) != 3 || got[0]+got[1]+got[2] != n {
+		t.Fatalf("INSERTs of %v rows after Flush, want three of %d in all", got, n)
+	}
+	if c := count(t, sink, "SELECT count() FROM cut.scores"); c != uint64(n) {
+		t.Fatalf("%d rows stored, want %d", c, n)
+	}
+	// A lone Write is stored after the flush interval, with no Flush.
+	if err := sink.Write(ctx, &engine.Batch{Scores: rows[n : n+10]}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(flushInterval / 2)
+	if got := stored(); len(got) != 3 {
+		t.Fatalf("INSERTs of %v: a lone Write was stored before the flush interval", got)
+	}
+	waitFor = time.Now().Add(3 * flushInterval)
+	for len(stored()) < 4 && time.Now().Before(waitFor) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := stored(); len(got) != 4 || got[3] != 10 {
+		t.Fatalf("INSERTs of %v: the lone Write was not stored after the flush interval", got)
+	}
+	// Flush with nothing pending returns at once; after Close it fails.
+	if d := took("empty flush", func() error { return sink.Flush(ctx) }); d > time.Second {
+		t.Fatalf("an empty Flush took %v", d)
+	}
+	sink.Close(ctx)
+	if err := sink.Write(ctx, &engine.Batch{Scores: rows[:1]}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Write after Close: %v", err)
 	}
 }

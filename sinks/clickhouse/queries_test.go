@@ -69,6 +69,9 @@ func TestShippedQueries(t *testing.T) {
 			alertState[tr.ID] = tr
 		}
 	}
+	if err := sink.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	q := queries(t)
 	if len(q) != 4 {
 		t.Fatalf("found queries %v", q)

@@ -176,6 +176,9 @@ func (n *named) Write(ctx context.Context, b *engine.Batch) error {
 	return nil
 }
 
+// Flush passes a flush on to a sink that buffers.
+func (n *named) Flush(ctx context.Context) error { return engine.Flush(ctx, n.Sink) }
+
 func (m *Metrics) DeadLettered(n int) { m.deadLetters.Add(float64(n)) }
 
 // Sink counts the transitions it is given; put it last in engine.Sinks so
