@@ -17,7 +17,8 @@ type batch struct {
 	scores scoreColumns
 	alerts []rules.Transition
 	rows   int
-	seq    uint64 // the last Write it holds
+	seq    uint64    // the last Write it holds
+	first  time.Time // when its first rows came
 }
 
 // reset empties the batch for reuse, keeping its memory.

@@ -193,6 +193,7 @@ func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
 	}
 	f := s.filling
 	if f.rows == 0 {
+		f.first = time.Now()
 		signal(s.arrived)
 	}
 	f.scores.append(b.Scores)
@@ -284,7 +285,10 @@ func (s *Sink) flusher() {
 			stopping = true
 		}
 		if !stopping {
-			deadline := time.NewTimer(s.cfg.FlushInterval)
+			s.mu.Lock()
+			due := s.cfg.FlushInterval - time.Since(s.filling.first) // it may have filled during the last INSERT
+			s.mu.Unlock()
+			deadline := time.NewTimer(max(due, 0))
 			select {
 			case <-s.kick:
 			case <-deadline.C:
