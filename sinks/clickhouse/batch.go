@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"math"
 	"strings"
 	"time"
 
@@ -107,12 +106,11 @@ func (c *scoreColumns) column(i int) any {
 // numScoreColumns is the number of columns of scoreColumnNames.
 var numScoreColumns = 6 + len(historyAttrs) + len(historyMetrics)
 
-// nullable points at each value, or is nil for null (NaN) and infinities,
-// which SQL has not.
+// nullable points at each value, or is nil for null (see isNull).
 func (c *scoreColumns) nullable(v []float64) []*float64 {
 	c.nulls = c.nulls[:0]
 	for i := range v {
-		if rules.IsNull(v[i]) || math.IsInf(v[i], 0) {
+		if isNull(v[i]) {
 			c.nulls = append(c.nulls, nil)
 		} else {
 			c.nulls = append(c.nulls, &v[i])

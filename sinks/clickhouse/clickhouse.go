@@ -407,10 +407,14 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// nullable is v, or nil for null (NaN) and infinities, which SQL has not.
+// nullable is v, or nil for null.
 func nullable(v float64) *float64 {
-	if rules.IsNull(v) || math.IsInf(v, 0) {
+	if isNull(v) {
 		return nil
 	}
 	return &v
 }
+
+// isNull reports whether v is stored as NULL: the engine's null (NaN), and
+// infinities, which SQL has not.
+func isNull(v float64) bool { return rules.IsNull(v) || math.IsInf(v, 0) }
