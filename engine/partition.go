@@ -238,6 +238,12 @@ func (p *Partition) evaluate(a *account, t int64) {
 	p.transitions = append(p.transitions, res.Transitions...)
 	if p.cfg.ScoreRows && a.row.due(res.Score, res.Grade, depth, t, int64(p.cfg.ScoreInterval)) {
 		a.row = lastRow{ts: t, score: res.Score, grade: res.Grade, depth: depth}
+		if len(p.scores) == cap(p.scores) {
+			// Double rather than append's 1.25× for large slices: a jump of
+			// hours sweeps every account once per hour, and each step of
+			// growth copies the rows into memory the kernel faults in.
+			p.scores = slices.Grow(p.scores, max(cap(p.scores), 64))
+		}
 		p.scores = append(p.scores, ScoreRow{AccountID: a.id, Ts: t, Score: res.Score, Grade: res.Grade, Depth: depth, Attrs: a.attrs, Metrics: p.values})
 	}
 }
@@ -245,6 +251,9 @@ func (p *Partition) evaluate(a *account, t int64) {
 // TakeScores returns the score rows emitted since the last call; the
 // caller owns them until it hands them back with RecycleScores.
 func (p *Partition) TakeScores() []ScoreRow {
+	if len(p.scores) == 0 {
+		return nil // keep the buffer
+	}
 	out := p.scores
 	if p.spareScores != nil {
 		p.scores, p.spareScores = p.spareScores, nil

@@ -277,4 +277,15 @@ func TestRecycleScores(t *testing.T) {
 	if first[:1][0].AccountID != "c" {
 		t.Fatal("reuse did not overwrite the old row")
 	}
+	// Taking nothing keeps the buffer: an idle partition flushes every
+	// tick, and must not allocate a new one each time.
+	p.RecycleScores(second)
+	p.RecycleScores(third)
+	if allocs := testing.AllocsPerRun(10, func() {
+		if rows := p.TakeScores(); rows != nil {
+			t.Fatalf("took %+v from an idle partition", rows)
+		}
+	}); allocs != 0 {
+		t.Fatalf("an empty take allocated %v times", allocs)
+	}
 }

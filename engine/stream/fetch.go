@@ -33,6 +33,12 @@ const (
 	// than the room left ends the fetch early (kafka-go's Batch.Read cannot
 	// resume after a short buffer), so keep that for the rare large one.
 	slabMinFree = 64 << 10
+	// A new chunk's index is sized for a full fetch of messages this long
+	// (up to maxIndexed): grown message by message through a catch-up's
+	// first fetches, it was copied a dozen times, each time into fresh
+	// memory the kernel had to fault in.
+	indexedBytes = 128
+	maxIndexed   = 1 << 17
 )
 
 // room returns the free space where the next value is read.
@@ -97,7 +103,8 @@ func (f *fetcher) chunk() *chunk {
 	case c := <-f.free:
 		return c
 	default:
-		return &chunk{}
+		n := min(f.cfg.FetchMaxBytes/indexedBytes, maxIndexed)
+		return &chunk{values: make([][]byte, 0, n), offsets: make([]int64, 0, n)}
 	}
 }
 

@@ -164,7 +164,10 @@ func (t *task) restore(log *slog.Logger) int64 {
 // maxPendingScores bounds the score rows a partition holds before handing
 // them to the sinks, even mid-batch. A catch-up emits a row per account
 // per hour of event time, and a 16 MiB fetch holds hours: unbounded, the
-// rows of one batch would take tens of megabytes per partition.
+// rows of one batch would take tens of megabytes per partition. It is
+// checked after every event: a few hundred events of a quiet night can
+// pass several hourly sweeps, and score buffers that outgrow their
+// recycled memory cost page faults and copies.
 const maxPendingScores = 8192
 
 // apply decodes and applies one fetched batch, then hands its outputs to
@@ -196,7 +199,7 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 				{Key: "pulse-source", Value: fmt.Appendf(nil, "%s/%d/%d", cfg.Topic, t.partition, c.offsets[i])},
 			}})
 		}
-		if i%256 == 255 && t.part.PendingScores() >= maxPendingScores {
+		if t.part.PendingScores() >= maxPendingScores {
 			if err := t.flush(ctx); err != nil {
 				return err
 			}

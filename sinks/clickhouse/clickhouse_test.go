@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"regexp"
 	"slices"
@@ -146,6 +147,15 @@ func TestWritesAreReplaySafe(t *testing.T) {
 		}
 		sameDaily(t, sink, "pulse", want)
 	}
+}
+
+// scoreRows returns the score rows of bs, in order.
+func scoreRows(bs []engine.Batch) []engine.ScoreRow {
+	var rows []engine.ScoreRow
+	for _, b := range bs {
+		rows = append(rows, b.Scores...)
+	}
+	return rows
 }
 
 func batchOf(rows []engine.ScoreRow) *batch {
@@ -336,10 +346,7 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	srv := chtest.Start(t)
 	ctx := context.Background()
 	days, nScores, _ := batches(t, 5, 3)
-	var all []engine.ScoreRow
-	for _, d := range days {
-		all = append(all, d.Scores...)
-	}
+	all := scoreRows(days)
 	var bs []engine.Batch // 30 Writes of equal size
 	for i := range 30 {
 		bs = append(bs, engine.Batch{Scores: all[i*len(all)/30 : (i+1)*len(all)/30]})
@@ -421,10 +428,7 @@ func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 	}
 	defer sink.Close(ctx)
 	bs, _, _ := batches(t, 40, 5)
-	var rows []engine.ScoreRow
-	for _, b := range bs {
-		rows = append(rows, b.Scores...)
-	}
+	rows := scoreRows(bs)
 	if len(rows) < 3*batchRows {
 		t.Fatalf("only %d rows", len(rows))
 	}
@@ -493,5 +497,58 @@ func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 	sink.Close(ctx)
 	if err := sink.Write(ctx, &engine.Batch{Scores: rows[:1]}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Write after Close: %v", err)
+	}
+}
+
+// Score rows reach ClickHouse sorted by the table's key, so it stores
+// each INSERT (and the daily rollup's block made from it) without sorting
+// it; and the prepared INSERT, sent again for every batch, stores each
+// row once.
+func TestInsertsArriveSortedAndOnce(t *testing.T) {
+	srv := chtest.Start(t)
+	ctx := context.Background()
+	var inserts atomic.Int64
+	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "sorted", BatchRows: 500, Log: quiet,
+		Inserted: func(table string, _ int) { inserts.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(ctx)
+	bs, nScores, _ := batches(t, 30, 4)
+	rows := scoreRows(bs)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	blocks := func() (all, sorted uint64) {
+		q := "SELECT sumIf(value, event = 'MergeTreeDataWriterBlocks'), sumIf(value, event = 'MergeTreeDataWriterBlocksAlreadySorted') FROM system.events"
+		if err := sink.conn.QueryRow(ctx, q).Scan(&all, &sorted); err != nil {
+			t.Fatal(err)
+		}
+		return all, sorted
+	}
+	all0, sorted0 := blocks()
+	write := func(rows []engine.ScoreRow) {
+		for start := 0; start < len(rows); start += 100 {
+			if err := sink.Write(ctx, &engine.Batch{Scores: rows[start:min(start+100, len(rows))]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := sink.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(rows[:len(rows)/2])
+	prepared := sink.scoreInsert // Flush returned: the flusher is done with it
+	write(rows[len(rows)/2:])
+	if prepared == nil || sink.scoreInsert != prepared {
+		t.Fatal("the prepared INSERT was not reused")
+	}
+	if n := inserts.Load(); n < 4 {
+		t.Fatalf("%d INSERTs, want several", n)
+	}
+	all, sorted := blocks()
+	if all-all0 < 2*uint64(inserts.Load()) || sorted-sorted0 != all-all0 {
+		t.Fatalf("%d of %d blocks written arrived sorted", sorted-sorted0, all-all0)
+	}
+	if n := count(t, sink, "SELECT count() FROM sorted.scores"); n != uint64(nScores) {
+		t.Fatalf("%d score rows stored, want %d", n, nScores)
 	}
 }
