@@ -62,7 +62,7 @@ func main() {
 	var bares, noSinks, alls []result
 	for i := range *runs {
 		if *only == "" || *only == "bare" {
-			bares = append(bares, bareConsume(addr, n, fmt.Sprintf("bare-%d", i)))
+			bares = append(bares, bareConsume(addr, n, fmt.Sprintf("bare-%d", i), broker.Process.Pid))
 		}
 		if *only == "" || *only == "nosinks" {
 			noSinks = append(noSinks, runPulse(*pulse, addr, absRules, n, fmt.Sprintf("pulse-bench-%d", i), "output: {transitions_file: \"\"}\n", map[string]int{"broker": broker.Process.Pid}))
@@ -74,7 +74,7 @@ func main() {
 	if *only != "" {
 		for _, rs := range [][]result{bares, noSinks, alls} {
 			for _, r := range rs {
-				fmt.Printf("%.3f M/s, %.1f s; CPU s per M events %v; %.0f rows in %.0f INSERTs\n", r.rate/1e6, r.wall.Seconds(), perMillion(r.cpu, n), r.scoreRows, r.inserts)
+				fmt.Printf("%.3f M/s, %.1f s; CPU s per M events %v; page faults per M events %v; %.0f rows in %.0f INSERTs\n", r.rate/1e6, r.wall.Seconds(), perMillion(r.cpu, n), perMillion(r.faults, n), r.scoreRows, r.inserts)
 			}
 		}
 		return
@@ -88,21 +88,32 @@ func main() {
 	fmt.Printf("| bare kafka-go grouped Reader (MaxWait 250ms, QueueCapacity 1000, MaxBytes 16 MiB, CommitInterval 1s) | %.2f M | 1.00× | %s |\n", bare.rate/1e6, rates(bares))
 	fmt.Printf("| `pulse run`, no sinks: fetch, decode, apply, evaluate, checkpoint, commit | %.2f M | %.2f× | %s |\n", pulseRun.rate/1e6, pulseRun.rate/bare.rate, rates(noSinks))
 	fmt.Printf("| `pulse run`, all sinks: ClickHouse (scores, alerts), webhooks, transitions file, Prometheus | %.2f M | %.2f× | %s |\n", all.rate/1e6, all.rate/bare.rate, rates(alls))
-	fmt.Printf("\n`pulse run` took %.1f s (no sinks) and %.1f s (all sinks) from start to the last event, group join included; rates are measured between 10%% and 90%% of the events (the bare Reader's from its first event).\n", pulseRun.wall.Seconds(), all.wall.Seconds())
+	fmt.Printf("\n`pulse run` took %.1f s (no sinks) and %.1f s (all sinks) from start to the last event, group join included; every rate is measured between 10%% and 90%% of the events.\n", pulseRun.wall.Seconds(), all.wall.Seconds())
 	fmt.Printf("With all sinks, ClickHouse received %.0f score rows in %.0f INSERTs (%.0f rows each on average).\n", all.scoreRows, all.inserts, all.scoreRows/max(all.inserts, 1))
-	fmt.Printf("\nCPU seconds per million events between 10%% and 90%% (the machine has %d CPUs to share):\n\n| run | pulse | broker | clickhouse-server |\n|---|---|---|---|\n", runtime.NumCPU())
-	for _, r := range []struct {
+	fmt.Printf("\nCPU seconds per million events in the same window (the machine has %d CPUs to share; the harness is this program: the bare Reader, and the webhook receiver of the all-sinks run; machine is every processor's busy time, kernel included). When the machine is busy throughout, rates stand in the inverse ratio of the machine column.\n\n| run | pulse | broker | clickhouse-server | harness | machine |\n|---|---|---|---|---|---|\n", runtime.NumCPU())
+	summary := []struct {
 		name string
 		res  result
-	}{{"no sinks", pulseRun}, {"all sinks", all}} {
-		c := perMillion(r.res.cpu, n)
+	}{{"bare", bare}, {"no sinks", pulseRun}, {"all sinks", all}}
+	row := func(name string, m map[string]float64, format string) {
 		cell := func(proc string) string {
-			if v, ok := c[proc]; ok {
-				return fmt.Sprintf("%.2f", v)
+			if v, ok := m[proc]; ok {
+				return fmt.Sprintf(format, v)
 			}
 			return "–"
 		}
-		fmt.Printf("| %s | %s | %s | %s |\n", r.name, cell("pulse"), cell("broker"), cell("clickhouse"))
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", name, cell("pulse"), cell("broker"), cell("clickhouse"), cell("harness"), cell("machine"))
+	}
+	for _, r := range summary {
+		row(r.name, perMillion(r.res.cpu, n), "%.2f")
+	}
+	fmt.Printf("\nMinor page faults (first touches of memory) per million events, in thousands:\n\n| run | pulse | broker | clickhouse-server | harness | – |\n|---|---|---|---|---|---|\n")
+	for _, r := range summary {
+		k := map[string]float64{}
+		for p, v := range perMillion(r.res.faults, n) {
+			k[p] = v / 1000
+		}
+		row(r.name, k, "%.1f")
 	}
 }
 
@@ -138,20 +149,45 @@ type result struct {
 	rate               float64
 	wall               time.Duration
 	cpu                map[string]float64
-	scoreRows, inserts float64 // score rows written to ClickHouse, and INSERTs that held them
+	faults             map[string]float64 // minor page faults
+	scoreRows, inserts float64            // score rows written to ClickHouse, and INSERTs that held them
 }
 
-// cpuSeconds is the user and system CPU time a process has used.
-func cpuSeconds(pid int) float64 {
+// processUsage is the user and system CPU time a process has used, and the
+// minor page faults it has taken: first touches of memory, which cost
+// microseconds each on a virtual machine.
+func processUsage(pid int) (cpu, faults float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	// Fields after the command name (which may hold spaces) in ")":
+	// minflt is the 10th, utime the 14th, stime the 15th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	flt, _ := strconv.ParseFloat(f[7], 64)
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100, flt // USER_HZ
+}
+
+// machineBusy is the CPU time all processors have spent busy (not idle or
+// waiting for I/O), kernel included.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0
 	}
-	// Fields after the command name (which may hold spaces) in ")": utime is 14th, stime 15th.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100 // USER_HZ
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal ...
+	var busy float64
+	for i, v := range f[1:min(len(f), 9)] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100 // USER_HZ
 }
 
 // fill produces a generated stream to the topic and returns its size.
@@ -184,22 +220,60 @@ func fill(addr string, accounts, days int) int {
 	return n
 }
 
-func bareConsume(addr string, n int, group string) result {
+func bareConsume(addr string, n int, group string, brokerPid int) result {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, GroupID: group, Topic: "events",
 		MaxWait: 250 * time.Millisecond, QueueCapacity: 1000, MaxBytes: 16 << 20, CommitInterval: time.Second})
 	defer r.Close()
 	ctx := context.Background()
 	began := time.Now()
-	var start time.Time
+	w := newWindow(map[string]int{"broker": brokerPid, "harness": os.Getpid()})
 	for i := range n {
 		if _, err := r.ReadMessage(ctx); err != nil {
 			must(err)
 		}
-		if i == 0 {
-			start = time.Now()
-		}
+		w.passed(i+1, n)
 	}
-	return result{rate: float64(n-1) / time.Since(start).Seconds(), wall: time.Since(began)}
+	return w.result(n, began)
+}
+
+// window measures a run between 10% and 90% of its events: the time and
+// what each process (and the whole machine) spent on them.
+type window struct {
+	pids        map[string]int
+	t10, t90    time.Time
+	cpu, faults map[string]float64
+}
+
+func newWindow(pids map[string]int) *window {
+	return &window{pids: pids, cpu: map[string]float64{}, faults: map[string]float64{}}
+}
+
+// passed notes that seen of n events are done; it reports whether the
+// window just opened.
+func (w *window) passed(seen, n int) bool {
+	switch {
+	case w.t10.IsZero() && seen >= n/10:
+		w.t10 = time.Now()
+		w.sample(-1)
+		return true
+	case w.t90.IsZero() && seen >= n*9/10:
+		w.t90 = time.Now()
+		w.sample(1)
+	}
+	return false
+}
+
+func (w *window) sample(sign float64) {
+	for k, pid := range w.pids {
+		c, f := processUsage(pid)
+		w.cpu[k] += sign * c
+		w.faults[k] += sign * f
+	}
+	w.cpu["machine"] += sign * machineBusy()
+}
+
+func (w *window) result(n int, began time.Time) result {
+	return result{rate: float64(n*8/10) / w.t90.Sub(w.t10).Seconds(), wall: time.Since(began), cpu: w.cpu, faults: w.faults}
 }
 
 // runPulse runs the daemon on the topic until it has applied n events and
@@ -216,32 +290,18 @@ func runPulse(bin, addr, rulesFile string, n int, group, extra string, others ma
 	must(cmd.Start())
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	began := time.Now()
-	pids := map[string]int{"pulse": cmd.Process.Pid}
+	pids := map[string]int{"pulse": cmd.Process.Pid, "harness": os.Getpid()}
 	for k, v := range others {
 		pids[k] = v
 	}
-	cpu := map[string]float64{}
-	var t10, t90 time.Time
+	w := newWindow(pids)
 	for {
 		seen := eventsSeen(port)
-		now := time.Now()
-		if t10.IsZero() && seen >= n/10 {
-			t10 = now
-			for k, pid := range pids {
-				cpu[k] = -cpuSeconds(pid)
-			}
-			if cpuProfile != "" && others["clickhouse"] != 0 {
-				go profile(port, cpuProfile)
-			}
-		}
-		if t90.IsZero() && seen >= n*9/10 {
-			t90 = now
-			for k, pid := range pids {
-				cpu[k] += cpuSeconds(pid)
-			}
+		if w.passed(seen, n) && cpuProfile != "" && others["clickhouse"] != 0 {
+			go profile(port, cpuProfile)
 		}
 		if seen >= n {
-			res := result{rate: float64(n*8/10) / t90.Sub(t10).Seconds(), wall: now.Sub(began), cpu: cpu}
+			res := w.result(n, began)
 			if others["clickhouse"] != 0 {
 				// The last rows are stored up to a flush interval later.
 				time.Sleep(2 * time.Second)

@@ -4,7 +4,7 @@
 //
 // Data flows per partition like this:
 //
-//	broker ─fetcher (batches)─► task: decode, Apply, dead letters
+//	broker ─fetcher (2 MiB chunks of a fetch)─► task: decode, Apply, dead letters
 //	                              │
 //	                              ├─► sink.Write(transitions, score rows): in the
 //	                              │   background while the next batch is applied;

@@ -10,10 +10,11 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// chunk is one fetched batch of a partition's messages. Its values live in
-// slabs the chunk owns and reuses once the task hands it back: a catch-up
-// reads millions of messages, and a fresh allocation for each (as
-// kafka-go's ReadMessage makes) costs the garbage collector dearly.
+// chunk is a run of a partition's fetched messages, at most chunkBytes of
+// values (bar one longer message). Its values live in slabs the chunk owns
+// and reuses once the task hands it back: a catch-up reads millions of
+// messages, and a fresh allocation for each (as kafka-go's ReadMessage
+// makes) costs the garbage collector dearly.
 type chunk struct {
 	values  [][]byte
 	offsets []int64
@@ -28,17 +29,23 @@ type chunk struct {
 }
 
 const (
-	slabSize = 1 << 20
+	// chunkBytes cuts a fetch into chunks the task applies while the rest
+	// of the fetch is still being read. Large fetches keep the broker's
+	// cost per message low; chunks keep what a partition holds small: a
+	// whole 16 MiB fetch per chunk, three chunks per partition, made a
+	// catch-up of eight partitions hold 384 MiB of fetched events, memory
+	// the kernel had to fault in and the garbage collector doubled.
+	chunkBytes = 2 << 20
+	slabSize   = 1 << 20
 	// slabMinFree starts a new slab below this much room: a message longer
 	// than the room left ends the fetch early (kafka-go's Batch.Read cannot
 	// resume after a short buffer), so keep that for the rare large one.
 	slabMinFree = 64 << 10
-	// A new chunk's index is sized for a full fetch of messages this long
-	// (up to maxIndexed): grown message by message through a catch-up's
-	// first fetches, it was copied a dozen times, each time into fresh
-	// memory the kernel had to fault in.
+	// A new chunk's index is sized for a full chunk of messages this long:
+	// grown message by message through a catch-up's first fetches, it was
+	// copied a dozen times, each time into fresh memory the kernel had to
+	// fault in.
 	indexedBytes = 128
-	maxIndexed   = 1 << 17
 )
 
 // room returns the free space where the next value is read.
@@ -59,6 +66,13 @@ func (c *chunk) add(n int, offset int64) {
 	c.values = append(c.values, s[len(s):end:end])
 	c.slabs[c.slab] = s[:end]
 	c.offsets = append(c.offsets, offset)
+}
+
+// full reports whether the chunk has filled its chunkBytes of slabs (as
+// far as room would go).
+func (c *chunk) full() bool {
+	s := c.slabs[c.slab]
+	return c.slab+1 >= chunkBytes/slabSize && cap(s)-len(s) < slabMinFree
 }
 
 // clear empties the chunk for reuse, keeping its memory.
@@ -103,7 +117,7 @@ func (f *fetcher) chunk() *chunk {
 	case c := <-f.free:
 		return c
 	default:
-		n := min(f.cfg.FetchMaxBytes/indexedBytes, maxIndexed)
+		n := min(f.cfg.FetchMaxBytes, chunkBytes) / indexedBytes
 		return &chunk{values: make([][]byte, 0, n), offsets: make([]int64, 0, n)}
 	}
 }
@@ -185,6 +199,17 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 			}
 			offset = batch.Offset() // past the message read
 			c.add(n, offset-1)
+			if c.full() {
+				c.next, c.hwm = offset, batch.HighWaterMark()
+				if !f.send(ctx, c) {
+					batch.Close()
+					return offset, ctx.Err()
+				}
+				c = f.chunk()
+				// The task may have taken its time (a sink holding it
+				// back): the rest of the fetch gets a fresh deadline.
+				conn.SetReadDeadline(time.Now().Add(f.cfg.FetchMaxWait + 10*time.Second))
+			}
 		}
 		c.next, c.hwm = offset, batch.HighWaterMark()
 		err := batch.Close()
@@ -195,15 +220,23 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 			err = nil // the connection is fine
 		}
 		if len(c.values) > 0 || err == nil || isTimeout(err) { // an empty fetch still reports the position and lag
-			select {
-			case f.out <- c:
-			case <-ctx.Done():
+			if !f.send(ctx, c) {
 				return offset, ctx.Err()
 			}
 		}
 		if err != nil && !isTimeout(err) {
 			return offset, err
 		}
+	}
+}
+
+// send hands a chunk to the task; false means ctx ended first.
+func (f *fetcher) send(ctx context.Context, c *chunk) bool {
+	select {
+	case f.out <- c:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

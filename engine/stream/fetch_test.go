@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The fetcher hands over every value byte for byte with its offset, in
@@ -32,22 +34,7 @@ func TestFetcherReadsEveryValueAcrossSlabs(t *testing.T) {
 			values = append(values, nil)
 		}
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...), Topic: "mixed", BatchSize: 100, BatchTimeout: time.Millisecond}
-	msgs := make([]kafka.Message, len(values))
-	for i, v := range values {
-		msgs[i].Value = v
-	}
-	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-
-	cfg := &Config{Brokers: c.ListenAddrs(), Topic: "mixed", FetchMaxBytes: 4 << 20, Log: testLog()}
-	cfg.Defaults()
-	f := newFetcher(cfg, 0, cfg.Log)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	go f.run(ctx, kafka.FirstOffset)
+	f, ctx := fetchFrom(t, c, "mixed", values, 100, 4<<20)
 	var got [][]byte
 	chunks := 0
 	for len(got) < len(values) {
@@ -76,4 +63,77 @@ func TestFetcherReadsEveryValueAcrossSlabs(t *testing.T) {
 	if chunks < 2 {
 		t.Fatalf("%d chunks: the slab boundary went untested", chunks)
 	}
+}
+
+// A fetch larger than a chunk reaches the task in chunks of at most
+// chunkBytes, in order, while the rest of the fetch is still being read:
+// a partition holds a few chunks, not a few whole fetches.
+func TestFetcherCutsLargeFetchesIntoChunks(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var fetches atomic.Int64
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		fetches.Add(1)
+		return nil, nil, false // count only
+	})
+	const n, size = 40_000, 200 // 8 MB: four chunks and more
+	values := make([][]byte, n)
+	for i := range values {
+		values[i] = fmt.Appendf(nil, "%0*d", size, i)
+	}
+	f, ctx := fetchFrom(t, c, "big", values, 5000, 16<<20)
+	got, chunks := 0, 0
+	for got < n {
+		select {
+		case ch := <-f.out:
+			if held := len(ch.slabs) * slabSize; held > chunkBytes {
+				t.Fatalf("chunk %d holds %d bytes of slabs, over %d", chunks, held, chunkBytes)
+			}
+			for i, v := range ch.values {
+				if ch.offsets[i] != int64(got) || string(v) != string(values[got]) {
+					t.Fatalf("value %d: offset %d, %.12q…", got, ch.offsets[i], v)
+				}
+				got++
+			}
+			if ch.next != int64(got) {
+				t.Fatalf("chunk ends at %d after %d values", ch.next, got)
+			}
+			chunks++
+			f.recycle(ch)
+		case <-ctx.Done():
+			t.Fatalf("fetched %d of %d values", got, n)
+		}
+	}
+	// The first fetch returns the whole log; every chunk but the last is full.
+	if want := n * size / chunkBytes; chunks < want {
+		t.Fatalf("%d chunks, want at least %d", chunks, want)
+	}
+	if k := fetches.Load(); k >= int64(chunks) {
+		t.Fatalf("%d fetches for %d chunks: fetches were not cut into chunks", k, chunks)
+	}
+}
+
+// fetchFrom writes values to the topic's only partition, in producer
+// batches of batchSize, and starts a fetcher reading it from the start.
+func fetchFrom(t *testing.T, c *kfake.Cluster, topic string, values [][]byte, batchSize, fetchMaxBytes int) (*fetcher, context.Context) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...), Topic: topic, BatchSize: batchSize, BatchTimeout: time.Millisecond}
+	msgs := make([]kafka.Message, len(values))
+	for i, v := range values {
+		msgs[i].Value = v
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	cfg := &Config{Brokers: c.ListenAddrs(), Topic: topic, FetchMaxBytes: fetchMaxBytes, Log: testLog()}
+	cfg.Defaults()
+	f := newFetcher(cfg, 0, cfg.Log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	go f.run(ctx, kafka.FirstOffset)
+	return f, ctx
 }

@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -370,6 +371,9 @@ func (s *Sink) post(m *message, body []byte) (int, time.Duration, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	// Read the answer (Slack's is "ok") to its end, so the connection
+	// carries the next delivery; a long one is not worth the wait.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return resp.StatusCode, retryAfter(resp, s.cfg.Now()), nil
 }

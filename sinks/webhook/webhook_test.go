@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -317,5 +318,36 @@ func TestRepeatIntervalUntilResolved(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if len(rcv.got()) != n {
 		t.Fatal("reminders continued after the alert resolved")
+	}
+}
+
+// Receivers answer with a body (Slack's is "ok"); reading it to the end
+// lets one connection carry every delivery instead of a new one each.
+func TestDeliveriesReuseTheConnection(t *testing.T) {
+	var conns, posts atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		posts.Add(1)
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSink(t, Config{Workers: 1, Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)}})
+	const n = 5
+	for i := range n {
+		write(s, transition("acct-"+string(rune('a'+i)), "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+		for deadline := time.Now().Add(5 * time.Second); posts.Load() < int32(i+1); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d delivered", posts.Load(), i+1)
+			}
+		}
+	}
+	if c := conns.Load(); c != 1 {
+		t.Fatalf("%d deliveries opened %d connections, want 1", n, c)
 	}
 }
