@@ -179,12 +179,19 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 	for {
 		conn.SetReadDeadline(time.Now().Add(f.cfg.FetchMaxWait + 10*time.Second))
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: f.cfg.FetchMaxBytes, MaxWait: f.cfg.FetchMaxWait})
+		// The broker answers with whole record batches, so a fetch from the
+		// middle of one (a checkpoint taken between two chunks of a record
+		// batch, or a fetch cut short) starts with messages already applied.
+		// Batch.Read does not skip them as ReadMessage does.
+		from := offset
 		c := f.chunk()
 		if f.large {
 			if m, err := batch.ReadMessage(); err == nil {
-				c.values = append(c.values, m.Value)
-				c.offsets = append(c.offsets, m.Offset)
-				offset = m.Offset + 1
+				if m.Offset >= from {
+					c.values = append(c.values, m.Value)
+					c.offsets = append(c.offsets, m.Offset)
+					offset = m.Offset + 1
+				}
 				f.large = false
 			}
 		}
@@ -198,6 +205,10 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 				break
 			}
 			offset = batch.Offset() // past the message read
+			if offset <= from {
+				offset = from
+				continue
+			}
 			c.add(n, offset-1)
 			if c.full() {
 				c.next, c.hwm = offset, batch.HighWaterMark()

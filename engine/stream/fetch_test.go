@@ -34,7 +34,7 @@ func TestFetcherReadsEveryValueAcrossSlabs(t *testing.T) {
 			values = append(values, nil)
 		}
 	}
-	f, ctx := fetchFrom(t, c, "mixed", values, 100, 4<<20)
+	f, ctx := fetchFrom(t, c, "mixed", values, 100, 4<<20, kafka.FirstOffset)
 	var got [][]byte
 	chunks := 0
 	for len(got) < len(values) {
@@ -84,7 +84,7 @@ func TestFetcherCutsLargeFetchesIntoChunks(t *testing.T) {
 	for i := range values {
 		values[i] = fmt.Appendf(nil, "%0*d", size, i)
 	}
-	f, ctx := fetchFrom(t, c, "big", values, 5000, 16<<20)
+	f, ctx := fetchFrom(t, c, "big", values, 5000, 16<<20, kafka.FirstOffset)
 	got, chunks := 0, 0
 	for got < n {
 		select {
@@ -116,9 +116,41 @@ func TestFetcherCutsLargeFetchesIntoChunks(t *testing.T) {
 	}
 }
 
+// A fetch from an offset inside a record batch (where a checkpoint taken
+// between two chunks left it) starts at that offset: the broker sends the
+// whole record batch, and what precedes the offset was applied already.
+func TestFetcherStartsInsideARecordBatch(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "batched"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	values := make([][]byte, 3000)
+	for i := range values {
+		values[i] = fmt.Appendf(nil, `{"n":%d}`, i)
+	}
+	const from = 1437 // inside the second record batch of 1000
+	f, ctx := fetchFrom(t, c, "batched", values, 1000, 16<<20, from)
+	got := int64(from)
+	for got < int64(len(values)) {
+		select {
+		case ch := <-f.out:
+			for i, v := range ch.values {
+				if ch.offsets[i] != got || string(v) != string(values[got]) {
+					t.Fatalf("value %d: offset %d, %q", got, ch.offsets[i], v)
+				}
+				got++
+			}
+			f.recycle(ch)
+		case <-ctx.Done():
+			t.Fatalf("fetched up to %d of %d values", got, len(values))
+		}
+	}
+}
+
 // fetchFrom writes values to the topic's only partition, in producer
-// batches of batchSize, and starts a fetcher reading it from the start.
-func fetchFrom(t *testing.T, c *kfake.Cluster, topic string, values [][]byte, batchSize, fetchMaxBytes int) (*fetcher, context.Context) {
+// batches of batchSize, and starts a fetcher reading it from offset.
+func fetchFrom(t *testing.T, c *kfake.Cluster, topic string, values [][]byte, batchSize, fetchMaxBytes int, offset int64) (*fetcher, context.Context) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...), Topic: topic, BatchSize: batchSize, BatchTimeout: time.Millisecond}
 	msgs := make([]kafka.Message, len(values))
@@ -134,6 +166,6 @@ func fetchFrom(t *testing.T, c *kfake.Cluster, topic string, values [][]byte, ba
 	f := newFetcher(cfg, 0, cfg.Log)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	go f.run(ctx, kafka.FirstOffset)
+	go f.run(ctx, offset)
 	return f, ctx
 }

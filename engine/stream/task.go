@@ -186,6 +186,8 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 	began := time.Now()
 	wall := cfg.Now().UnixNano()
 	var newest int64
+	var err error
+	applied := len(c.values)
 	for i, v := range c.values {
 		reason := t.dec.Decode(v, &t.ev)
 		if reason == engine.ReasonOK {
@@ -200,15 +202,23 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 			}})
 		}
 		if t.part.PendingScores() >= maxPendingScores {
-			if err := t.flush(ctx); err != nil {
-				return err
+			if err = t.flush(ctx); err != nil {
+				// ctx ended while a sink held the flush back. The events up
+				// to here are in the state, so the final checkpoint must
+				// place the offset after them, or the next owner would
+				// apply them twice.
+				applied = i + 1
+				break
 			}
 		}
 	}
-	if len(c.values) > 0 {
+	switch {
+	case applied < len(c.values):
+		t.next = c.offsets[applied-1] + 1
+	case applied > 0:
 		t.lastEvent = cfg.Now()
 		t.next = c.next
-	} else if c.next > t.next {
+	case c.next > t.next:
 		t.next = c.next // the position an empty fetch resolved, or the log start after retention
 	}
 	for r, n := range t.counts {
@@ -217,7 +227,10 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 			t.counts[r] = 0
 		}
 	}
-	cfg.Hooks.Applied(t.partition, len(c.values), time.Since(began), newest)
+	cfg.Hooks.Applied(t.partition, applied, time.Since(began), newest)
+	if err != nil {
+		return err
+	}
 	return t.flush(ctx)
 }
 
