@@ -71,8 +71,6 @@ func fences() [][]byte {
 
 func produce(t testing.TB, brokers []string, lines [][]byte) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: AccountBalancer{}, BatchSize: 2000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
-	defer w.Close()
 	var d engine.Decoder
 	var ev engine.Event
 	msgs := make([]kafka.Message, 0, len(lines))
@@ -83,6 +81,24 @@ func produce(t testing.TB, brokers []string, lines [][]byte) {
 		}
 		msgs = append(msgs, kafka.Message{Key: key, Value: l})
 	}
+	writeMessages(t, brokers, topic, AccountBalancer{}, 2000, msgs)
+}
+
+// writeMessages writes msgs in order, in producer batches of batchSize.
+// Each batch waits for the broker's acknowledgement: unacknowledged
+// batches may reach the broker out of order. The writer has a transport of
+// its own, because the shared default one caches metadata by address, and
+// a later in-process broker of the same test binary may listen on a port an
+// earlier one used.
+func writeMessages(t testing.TB, brokers []string, topic string, balancer kafka.Balancer, batchSize int, msgs []kafka.Message) {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{
+		Addr: kafka.TCP(brokers...), Topic: topic, Balancer: balancer, Transport: tr,
+		BatchSize: batchSize, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll,
+	}
+	defer w.Close()
 	for start := 0; start < len(msgs); start += 20000 {
 		if err := w.WriteMessages(context.Background(), msgs[start:min(start+20000, len(msgs))]...); err != nil {
 			t.Fatal(err)
