@@ -182,6 +182,14 @@ func (c *Consumer) generation(ctx context.Context, gen *kafka.Generation) {
 	for _, pa := range assigned {
 		t := &task{c: c, gen: gen, partition: int32(pa.ID), committed: pa.Offset, queries: make(chan query)}
 		gen.Start(func(genCtx context.Context) {
+			if genCtx.Err() != nil {
+				// The generation has ended, maybe before Start: then kafka-go
+				// runs fn without waiting for it, and the next owner may
+				// hold the partition already. Nothing is restored yet, so
+				// nothing needs saving.
+				restored.Done()
+				return
+			}
 			tctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			stop := context.AfterFunc(genCtx, cancel)

@@ -111,7 +111,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 				}
 			}
 			if now.Sub(lastSave) >= cfg.CheckpointInterval {
-				if err := t.save(ctx); err != nil {
+				if err := t.save(ctx); err != nil && ctx.Err() == nil { // else the final save follows
 					log.Error("checkpoint or commit failed; the committed offset stays where it was", "err", err)
 				}
 				lastSave = now
