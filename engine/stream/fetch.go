@@ -180,9 +180,10 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64) (int
 		conn.SetReadDeadline(time.Now().Add(f.cfg.FetchMaxWait + 10*time.Second))
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: f.cfg.FetchMaxBytes, MaxWait: f.cfg.FetchMaxWait})
 		// The broker answers with whole record batches, so a fetch from the
-		// middle of one (a checkpoint taken between two chunks of a record
-		// batch, or a fetch cut short) starts with messages already applied.
-		// Batch.Read does not skip them as ReadMessage does.
+		// middle of one starts with messages already applied. Checkpoints
+		// land there when a fetch is cut short (a revocation ends its read)
+		// or between two chunks of one record batch. Batch.Read does not
+		// skip them as ReadMessage does.
 		from := offset
 		c := f.chunk()
 		if f.large {
