@@ -215,7 +215,7 @@ func snapshot(t testing.TB, cs ...*Consumer) (states, transitions []string) {
 			for _, tr := range p.TakeTransitions() {
 				transitions = append(transitions, string(engine.AppendTransitionJSON(nil, &tr)))
 			}
-			p.States(func(s *engine.AccountState) { states = append(states, string(s.AppendJSON(nil))) })
+			states = append(states, stateLines(p)...)
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -65,12 +65,13 @@ func TestStopInsideAChunkKeepsTheOffsetOfWhatWasApplied(t *testing.T) {
 			want.Apply(&ev, 0)
 		}
 	}
-	if got, want := states(tk.part), states(want); !slices.Equal(got, want) {
+	if got, want := stateLines(tk.part), stateLines(want); !slices.Equal(got, want) {
 		t.Fatalf("the state holds other events than the %d before its next offset", tk.next)
 	}
 }
 
-func states(p *engine.Partition) []string {
+// stateLines returns the partition's account states as JSON lines, sorted.
+func stateLines(p *engine.Partition) []string {
 	var out []string
 	p.States(func(s *engine.AccountState) { out = append(out, string(s.AppendJSON(nil))) })
 	slices.Sort(out)
