@@ -19,7 +19,18 @@ type AccountState struct {
 	Attrs     [rules.NumAttrs]string
 	Metrics   rules.Values
 	Factors   []rules.FactorResult
-	Alerts    []string // firing alert names, sorted
+	Alerts    []string // firing alert names that no other alert inhibits, sorted
+	// Suppressed lists the firing alerts an inhibiting alert silences,
+	// sorted.
+	Suppressed []string
+	Scorecard  string // the scorecard that scored the account
+}
+
+// HistoryPoint is an account's score as recorded at one UTC midnight.
+type HistoryPoint struct {
+	Day   int64   // the midnight, Unix nanoseconds
+	Score float64 // rules.Null when no factor applied
+	Grade rules.Grade
 }
 
 // AppendJSON appends the state as one JSON object (no newline). Keys come
@@ -65,14 +76,24 @@ func (s *AccountState) AppendJSON(b []byte) []byte {
 		b = appendNumber(b, f.Weight)
 		b = append(b, '}')
 	}
-	b = append(b, `],"alerts":[`...)
-	for i, name := range s.Alerts {
+	b = append(b, `],"alerts":`...)
+	b = appendStrings(b, s.Alerts)
+	b = append(b, `,"suppressed":`...)
+	b = appendStrings(b, s.Suppressed)
+	b = append(b, `,"scorecard":`...)
+	b = appendString(b, s.Scorecard)
+	return append(b, '}')
+}
+
+func appendStrings(b []byte, list []string) []byte {
+	b = append(b, '[')
+	for i, s := range list {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, name)
+		b = appendString(b, s)
 	}
-	return append(b, "]}"...)
+	return append(b, ']')
 }
 
 // AppendTransitionJSON appends an alert transition as one JSON object
@@ -109,6 +130,10 @@ func AppendTransitionJSON(b []byte, t *rules.Transition) []byte {
 	b = appendString(b, t.Message)
 	b = append(b, `,"attrs":`...)
 	b = appendAttrs(b, &t.Attrs)
+	b = append(b, `,"scorecard":`...)
+	b = appendString(b, t.Scorecard)
+	b = append(b, `,"suppressed":`...)
+	b = strconv.AppendBool(b, t.Suppressed)
 	return append(b, '}')
 }
 

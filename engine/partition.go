@@ -326,6 +326,17 @@ func (p *Partition) Firing(fn func(FiringAlert)) {
 	}
 }
 
+// History returns the account's daily score history, oldest first: the
+// score and grade recorded at each UTC midnight of the last 90 days (days
+// it was not evaluated at are left out).
+func (p *Partition) History(accountID string) ([]HistoryPoint, bool) {
+	a := p.accounts[xxhash.Sum64String(accountID)]
+	if a == nil || a.id != accountID {
+		return nil, false
+	}
+	return a.history(), true
+}
+
 func (p *Partition) eachAccount(fn func(*account)) {
 	for _, a := range p.order {
 		fn(a)

@@ -7,12 +7,26 @@ import (
 )
 
 // Batch is what a partition hands to the sinks after applying a run of
-// events: the alert transitions they caused and the score rows they
-// produced, each in emission order.
+// events: the alert transitions they caused, the score rows they produced
+// and the renewal outcomes they carried, each in emission order.
 type Batch struct {
 	Partition   int32
 	Transitions []rules.Transition
 	Scores      []ScoreRow
+	Revenue     []RevenueRow
+}
+
+// RevenueRow is one renewal outcome (a renewal event, SPEC §5 "Revenue"),
+// with the account's segment and CSM when it was applied. A replay emits
+// the same rows, keyed by (account, ts, outcome).
+type RevenueRow struct {
+	AccountID string
+	Ts        int64
+	Outcome   Outcome
+	ArrBefore float64
+	ArrAfter  float64
+	Segment   string
+	CSM       string
 }
 
 // ScoreRow is one point of an account's score history: emitted when the
@@ -26,6 +40,7 @@ type ScoreRow struct {
 	Score     float64
 	Grade     rules.Grade
 	Depth     rules.Depth
+	Scorecard string // the scorecard that scored the account
 	Attrs     [rules.NumAttrs]string
 	Metrics   rules.Values
 }

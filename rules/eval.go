@@ -57,6 +57,11 @@ type Transition struct {
 	Values    []NamedValue // the metrics the rule reads, in Alert.Reads order
 	Message   string
 	Attrs     [NumAttrs]string
+	// Scorecard names the scorecard that scored the account.
+	Scorecard string
+	// Suppressed is set while an inhibiting alert of the same account
+	// fires: the transition is stored but not notified.
+	Suppressed bool
 	// Factors is the score's explanation at the transition (every factor,
 	// as Result.Factors): notifications show what costs the most points.
 	Factors []FactorResult
