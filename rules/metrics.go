@@ -39,6 +39,18 @@ const (
 	NPS90d
 	DaysToRenewal
 	TenureDays
+	Seats90dAgo
+	SeatLoginRatio7d
+	UsageVsBaseline
+	ScoreChange7d
+	ScoreChange30d
+	GradeDays
+	ARR
+	DaysSinceTouch
+	Touches30d
+	StakeholderChanges90d
+	ChampionLeft90d
+	DaysSinceRenewalEvent
 
 	NumMetrics int = iota
 )
@@ -51,7 +63,15 @@ var metricNames = [NumMetrics]string{
 	"events_7d", "events_prev_7d", "usage_change_7d", "open_tickets",
 	"oldest_open_ticket_days", "days_since_ticket", "days_since_active",
 	"nps_90d", "days_to_renewal", "tenure_days",
+	"seats_90d_ago", "seat_login_ratio_7d", "usage_vs_baseline",
+	"score_change_7d", "score_change_30d", "grade_days", "arr",
+	"days_since_touch", "touches_30d", "stakeholder_changes_90d",
+	"champion_left_90d", "days_since_renewal_event",
 }
+
+// ScoreBased reports whether the metric is derived from the score itself
+// (its history or grade): alerts may read it, score factors may not.
+func (m Metric) ScoreBased() bool { return m == ScoreChange7d || m == ScoreChange30d || m == GradeDays }
 
 // String returns the metric's name as rules and outputs spell it.
 func (m Metric) String() string { return metricNames[m] }
