@@ -11,12 +11,16 @@ import (
 
 // Ring sizes, in days: each covers the longest window that reads it.
 const (
-	eventDays   = 16 // events_7d and events_prev_7d read 14 days
+	eventDays   = 36 // usage_vs_baseline reads 35 days
 	apiDays     = 32 // api_calls_30d reads 30 days
 	sessionDays = 8  // online_minutes_7d reads 7 days
 
 	maxModules = 256  // distinct modules remembered per account
 	maxTickets = 4096 // open tickets remembered per account
+
+	historyDays  = 90 // midnights of score history kept per account
+	longestDays  = 90 // the longest window any metric reads (nps_90d, seats_90d_ago, …)
+	maxCRMEvents = 1024
 )
 
 // account is the state of one customer account. Only the partition task
@@ -35,7 +39,10 @@ type account struct {
 	lastEvalNs  int64  // when the rules last evaluated the account
 	head        int32  // newest day bucket in the rings and bitmaps
 	idLen       uint16 // len(id), checked on every event without reading id
-	users       userTable
+	// eventsFrom is the first day the events ring counts in full: 0, or
+	// the start of the shorter ring of a version 2 checkpoint.
+	eventsFrom int32
+	users      userTable
 
 	lastActiveNs int64 // last user activity; 0 = never
 	lastTicketNs int64 // last ticket_opened; 0 = never
@@ -57,6 +64,31 @@ type account struct {
 	rulesState rules.State
 	firing     []string // firing alerts after the last evaluation, sorted
 	row        lastRow  // the last score row emitted
+	gradeSince int64    // when the grade last changed (or was first given); 0 = no grade
+
+	// Score history: hist[i] is the score recorded at the midnight of day
+	// histStart+i (see histCode), 0 where none was.
+	histStart int32
+	hist      []uint32
+
+	crm *crmState // nil until a contract, renewal, touch or stakeholder event
+}
+
+// crmState holds what the customer-success team's own events tell: most
+// accounts get few of them, so they live apart from the usage state and
+// cost a pointer until the first one.
+type crmState struct {
+	arr           float64
+	arrTs         int64 // 0: no arr yet
+	lastTouchNs   int64
+	lastRenewalNs int64
+	touches       []int64       // touch ts, within the longest window
+	stakeholders  []stakeholder // within the longest window
+}
+
+type stakeholder struct {
+	ts          int64
+	championOut bool // a champion or decision maker left
 }
 
 // lastRow remembers the last score history row, to emit the next only on a
@@ -105,7 +137,7 @@ func (a *account) advance(day int32) {
 		a.head = day
 		return
 	}
-	for d := a.head + 1; d <= day && d-a.head <= apiDays; d++ {
+	for d := a.head + 1; d <= day && d-a.head <= max(eventDays, apiDays); d++ {
 		a.events[d%eventDays] = 0
 		a.api[d%apiDays] = 0
 		a.sessionMs[d%sessionDays] = 0
@@ -165,7 +197,68 @@ func (a *account) apply(ev *Event, in *interner, horizon int64) {
 		a.answer(xxhash.Sum64(ev.User), ev.Ts, ev.Value, horizon)
 	case TypeAccount:
 		a.setAttrs(&ev.Attrs, ev.Ts, in, horizon)
+	case TypeContract:
+		a.setAttrs(&ev.Attrs, ev.Ts, in, horizon)
+		a.setARR(ev.ARR, ev.Ts)
+	case TypeRenewal:
+		a.setARR(ev.ARRAfter, ev.Ts)
+		c := a.crmState()
+		c.lastRenewalNs = max(c.lastRenewalNs, ev.Ts)
+	case TypeTouch:
+		c := a.crmState()
+		c.lastTouchNs = max(c.lastTouchNs, ev.Ts)
+		c.touches = appendWithin(c.touches, ev.Ts, a.windowStart(), func(ts int64) int64 { return ts })
+	case TypeStakeholder:
+		c := a.crmState()
+		out := ev.Change == ChangeLeft && (ev.Role == RoleChampion || ev.Role == RoleDecisionMaker)
+		c.stakeholders = appendWithin(c.stakeholders, stakeholder{ts: ev.Ts, championOut: out}, a.windowStart(),
+			func(s stakeholder) int64 { return s.ts })
 	}
+}
+
+func (a *account) crmState() *crmState {
+	if a.crm == nil {
+		a.crm = &crmState{}
+	}
+	return a.crm
+}
+
+// setARR keeps the arr with the latest ts (a tie goes to the later
+// arrival), like an attribute.
+func (a *account) setARR(arr float64, ts int64) {
+	c := a.crmState()
+	if ts >= c.arrTs {
+		c.arr, c.arrTs = arr, ts
+	}
+}
+
+// windowStart is the oldest ts the longest window can still read at any
+// time from the account's newest day on: entries before it are dropped.
+func (a *account) windowStart() int64 {
+	return (int64(a.head) - longestDays - 1) * nsPerDay
+}
+
+// appendWithin appends x to a short list of timestamped entries, dropping
+// the entries older than from (and x itself if it is). The list is
+// bounded: past maxCRMEvents the oldest entry goes.
+func appendWithin[T any](list []T, x T, from int64, ts func(T) int64) []T {
+	list = slices.DeleteFunc(list, func(e T) bool { return ts(e) < from })
+	if ts(x) < from {
+		return list
+	}
+	if len(list) >= maxCRMEvents {
+		oldest := 0
+		for i := range list {
+			if ts(list[i]) < ts(list[oldest]) {
+				oldest = i
+			}
+		}
+		if ts(x) <= ts(list[oldest]) {
+			return list
+		}
+		list = slices.Delete(list, oldest, oldest+1)
+	}
+	return append(list, x)
 }
 
 func (a *account) useModule(h uint64, day int32) {
@@ -281,5 +374,73 @@ func (in *interner) intern(b []byte) string {
 	return s
 }
 
+// Score history codes: one uint32 per midnight. 0 means nothing was
+// recorded; otherwise the grade sits in the top bits and the score, in
+// millionths of a point plus one, below (histNull for a null score). A
+// millionth is the precision every output rounds to, so score changes
+// read from the history are exact to the last digit shown.
+const (
+	histGradeShift = 28
+	histScoreMask  = 1<<histGradeShift - 1
+	histNull       = histScoreMask
+)
+
+func histCode(score float64, g rules.Grade) uint32 {
+	v := uint32(histNull)
+	if !rules.IsNull(score) {
+		v = uint32(math.Round(min(max(score, 0), 100)*1e6)) + 1
+	}
+	return uint32(g)<<histGradeShift | v
+}
+
+func histDecode(c uint32) (score float64, g rules.Grade) {
+	g = rules.Grade(c >> histGradeShift)
+	v := c & histScoreMask
+	if v == histNull {
+		return rules.Null, g
+	}
+	return float64(v-1) / 1e6, g
+}
+
+// record stores the score of the midnight that starts day.
+func (a *account) record(day int32, score float64, g rules.Grade) {
+	switch {
+	case len(a.hist) == 0:
+		a.histStart = day
+	case day < a.histStart:
+		return // older than the history kept
+	}
+	i := int(day - a.histStart)
+	for len(a.hist) <= i {
+		a.hist = append(a.hist, 0)
+	}
+	a.hist[i] = histCode(score, g)
+	if drop := len(a.hist) - historyDays; drop > 0 {
+		a.hist = slices.Delete(a.hist, 0, drop)
+		a.histStart += int32(drop)
+	}
+}
+
+// recorded returns the score recorded at the midnight that starts day, and
+// whether one was.
+func (a *account) recorded(day int32) (float64, bool) {
+	i := int(day - a.histStart)
+	if i < 0 || i >= len(a.hist) || a.hist[i] == 0 {
+		return rules.Null, false
+	}
+	s, _ := histDecode(a.hist[i])
+	return s, true
+}
+
 // history returns the recorded midnights, oldest first.
-func (a *account) history() []HistoryPoint { return nil }
+func (a *account) history() []HistoryPoint {
+	var out []HistoryPoint
+	for i, c := range a.hist {
+		if c == 0 {
+			continue
+		}
+		s, g := histDecode(c)
+		out = append(out, HistoryPoint{Day: int64(a.histStart+int32(i)) * nsPerDay, Score: s, Grade: g})
+	}
+	return out
+}

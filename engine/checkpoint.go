@@ -25,12 +25,15 @@ import (
 //	payload: partition, next offset, rules version, clock, next sweep,
 //	         account count, accounts…
 //
-// Readers refuse other versions and bad checksums: a checkpoint is never
-// silently half-used.
+// Readers refuse unknown versions and bad checksums: a checkpoint is
+// never silently half-used. Version 3 adds, per account, the health-model
+// v2 state (grade age, score history, scorecard, contract/renewal/touch/
+// stakeholder state); version 2 checkpoints restore with that state empty.
 
 const (
 	checkpointMagic   = "PULSECKP"
-	checkpointVersion = 2
+	checkpointVersion = 3
+	oldestReadable    = 2
 )
 
 // ErrCorruptCheckpoint is wrapped by every checkpoint decoding error.
@@ -71,14 +74,15 @@ func RestorePartition(data []byte, rs *rules.Ruleset, cfg Config) (*Partition, C
 	if len(data) < head+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
 		return nil, cp, fmt.Errorf("%w: not a Pulse checkpoint", ErrCorruptCheckpoint)
 	}
-	if v := binary.BigEndian.Uint16(data[len(checkpointMagic):]); v != checkpointVersion {
-		return nil, cp, fmt.Errorf("%w: version %d, this Pulse reads %d", ErrCorruptCheckpoint, v, checkpointVersion)
+	version := binary.BigEndian.Uint16(data[len(checkpointMagic):])
+	if version < oldestReadable || version > checkpointVersion {
+		return nil, cp, fmt.Errorf("%w: version %d, this Pulse reads %d to %d", ErrCorruptCheckpoint, version, oldestReadable, checkpointVersion)
 	}
 	payload := data[head : len(data)-4]
 	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(data[len(data)-4:]) {
 		return nil, cp, fmt.Errorf("%w: checksum mismatch", ErrCorruptCheckpoint)
 	}
-	d := decoder{b: payload}
+	d := decoder{b: payload, version: version}
 	cp.Partition = int32(d.varint())
 	cp.NextOffset = d.varint()
 	cp.RulesVersion = d.string()
@@ -217,13 +221,47 @@ func (e *encoder) account(a *account) {
 	e.f64(a.row.score)
 	e.uvarint(uint64(a.row.grade))
 	e.uvarint(uint64(a.row.depth))
+
+	// Version 3.
+	e.varint(int64(a.eventsFrom))
+	e.string(a.rulesState.Scorecard)
+	e.varint(a.gradeSince)
+	e.varint(int64(a.histStart))
+	e.uvarint(uint64(len(a.hist)))
+	for _, c := range a.hist {
+		e.uvarint(uint64(c))
+	}
+	if a.crm == nil {
+		e.uvarint(0)
+		return
+	}
+	c := a.crm
+	e.uvarint(1)
+	e.f64(c.arr)
+	for _, v := range []int64{c.arrTs, c.lastTouchNs, c.lastRenewalNs} {
+		e.varint(v)
+	}
+	e.uvarint(uint64(len(c.touches)))
+	for _, ts := range c.touches {
+		e.varint(ts)
+	}
+	e.uvarint(uint64(len(c.stakeholders)))
+	for _, s := range c.stakeholders {
+		e.varint(s.ts)
+		out := uint64(0)
+		if s.championOut {
+			out = 1
+		}
+		e.uvarint(out)
+	}
 }
 
 // decoder reads what encoder wrote; the first error sticks and later reads
 // return zeros, so callers check once at the end.
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version uint16
 }
 
 func (d *decoder) fail(what string) {
@@ -295,8 +333,25 @@ func (d *decoder) account(in *interner) *account {
 	a.firstNs, a.lastEventNs, a.lastEvalNs = d.varint(), d.varint(), d.varint()
 	a.head = int32(d.varint())
 	a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs = d.varint(), d.varint(), d.varint(), d.varint()
-	for i := range a.events {
-		a.events[i] = uint32(d.uvarint())
+	if d.version >= 3 {
+		for i := range a.events {
+			a.events[i] = uint32(d.uvarint())
+		}
+	} else {
+		// Version 2 kept 16 days of events: move them to their days' slots.
+		const v2Days = 16
+		var old [v2Days]uint32
+		for i := range old {
+			old[i] = uint32(d.uvarint())
+		}
+		for day := a.head - v2Days + 1; day <= a.head; day++ {
+			if day > 0 {
+				a.events[day%eventDays] = old[day%v2Days]
+			}
+		}
+		// Older days were not kept: a window reaching them is unknown,
+		// unless the account is younger than that (read below).
+		a.eventsFrom = a.head - v2Days + 1
 	}
 	for i := range a.api {
 		a.api[i] = uint32(d.uvarint())
@@ -355,5 +410,44 @@ func (d *decoder) account(in *interner) *account {
 	if a.rulesState.Grade > rules.GradeGreen || a.row.grade > rules.GradeGreen || a.row.depth > rules.DepthCustom {
 		d.fail("rules state")
 	}
+	if d.version >= 3 {
+		d.accountV3(a)
+	} else if dayOf(a.firstNs) >= a.eventsFrom {
+		a.eventsFrom = 0 // the account is no older than the ring
+	}
 	return a
+}
+
+// accountV3 reads the health-model v2 state of an account.
+func (d *decoder) accountV3(a *account) {
+	a.eventsFrom = int32(d.varint())
+	a.rulesState.Scorecard = d.string()
+	a.gradeSince = d.varint()
+	a.histStart = int32(d.varint())
+	if n := d.count(1); n > 0 {
+		a.hist = make([]uint32, n)
+		for i := range a.hist {
+			a.hist[i] = uint32(d.uvarint())
+		}
+	}
+	if len(a.hist) > historyDays {
+		d.fail("score history")
+	}
+	if d.uvarint() == 0 {
+		return
+	}
+	c := &crmState{arr: d.f64(), arrTs: d.varint(), lastTouchNs: d.varint(), lastRenewalNs: d.varint()}
+	if n := d.count(1); n > 0 {
+		c.touches = make([]int64, n)
+		for i := range c.touches {
+			c.touches[i] = d.varint()
+		}
+	}
+	if n := d.count(2); n > 0 {
+		c.stakeholders = make([]stakeholder, n)
+		for i := range c.stakeholders {
+			c.stakeholders[i] = stakeholder{ts: d.varint(), championOut: d.uvarint() == 1}
+		}
+	}
+	a.crm = c
 }

@@ -18,6 +18,7 @@ const (
 	maxDuration    = 86400
 	maxCount       = 1 << 32 // api calls in one event; more is surely a bug upstream
 	maxSeats       = 1e9
+	maxARR         = 1e12
 	minTsNs        = 0                       // 1970-01-01
 	maxTsNs        = 7258118400 * 1000000000 // 2200-01-01
 	msPerNs        = 1000000
@@ -55,6 +56,7 @@ func (d *Decoder) Decode(line []byte, ev *Event) Reason {
 		return d.reject(ReasonNotObject, "not a JSON object")
 	}
 	var ts, typ, attrs, duration, value *fastjson.Value
+	var arr, arrBefore, arrAfter *fastjson.Value
 	reason := ReasonOK
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		if reason != ReasonOK {
@@ -85,6 +87,31 @@ func (d *Decoder) Decode(line []byte, ev *Event) Reason {
 			ev.Value, reason = d.number(v, 0, 10, ReasonValue, "value must be a number within 0…10")
 		case "attrs":
 			attrs = v
+		case "arr":
+			arr = v
+			ev.ARR, reason = d.number(v, 0, maxARR, ReasonARR, "arr must be a number within 0…1e12")
+		case "arr_before":
+			arrBefore = v
+			ev.ARRBefore, reason = d.number(v, 0, maxARR, ReasonARR, "arr_before must be a number within 0…1e12")
+		case "arr_after":
+			arrAfter = v
+			ev.ARRAfter, reason = d.number(v, 0, maxARR, ReasonARR, "arr_after must be a number within 0…1e12")
+		case "outcome":
+			var o uint8
+			o, reason = d.enum(v, OutcomeNames[:], ReasonOutcome, "outcome must be renewed, churned, expanded or contracted")
+			ev.Outcome = Outcome(o)
+		case "channel":
+			var c uint8
+			c, reason = d.enum(v, channelNames[:], ReasonChannel, "channel must be meeting, call, email, qbr or chat")
+			ev.Channel = Channel(c)
+		case "role":
+			var r uint8
+			r, reason = d.enum(v, roleNames[:], ReasonRole, "role must be champion, decision_maker or admin")
+			ev.Role = Role(r)
+		case "change":
+			var c uint8
+			c, reason = d.enum(v, changeNames[:], ReasonChange, "change must be joined or left")
+			ev.Change = Change(c)
 		}
 	})
 	if reason != ReasonOK {
@@ -105,11 +132,19 @@ func (d *Decoder) Decode(line []byte, ev *Event) Reason {
 	if reason = d.eventType(typ, ev); reason != ReasonOK {
 		return reason
 	}
-	return d.required(ev, attrs, duration != nil, value != nil)
+	return d.required(ev, present{attrs: attrs, duration: duration != nil, value: value != nil,
+		arr: arr != nil, arrBefore: arrBefore != nil, arrAfter: arrAfter != nil})
+}
+
+// present says which optional fields an event carried, for required.
+type present struct {
+	attrs                    *fastjson.Value
+	duration, value          bool
+	arr, arrBefore, arrAfter bool
 }
 
 // required checks the fields each type needs (SPEC §1).
-func (d *Decoder) required(ev *Event, attrs *fastjson.Value, hasDuration, hasValue bool) Reason {
+func (d *Decoder) required(ev *Event, f present) Reason {
 	if ev.Type.userActivity() || ev.Type == TypeNPS {
 		if len(ev.User) == 0 {
 			return d.reject(ReasonUser, "user_id missing for "+ev.Type.String())
@@ -121,7 +156,7 @@ func (d *Decoder) required(ev *Event, attrs *fastjson.Value, hasDuration, hasVal
 			return d.reject(ReasonModule, "module missing for feature")
 		}
 	case TypeSession:
-		if !hasDuration {
+		if !f.duration {
 			return d.reject(ReasonDuration, "duration_s missing for session")
 		}
 	case TypeAPI:
@@ -133,16 +168,62 @@ func (d *Decoder) required(ev *Event, attrs *fastjson.Value, hasDuration, hasVal
 			return d.reject(ReasonTicket, "ticket_id missing for "+ev.Type.String())
 		}
 	case TypeNPS:
-		if !hasValue {
+		if !f.value {
 			return d.reject(ReasonValue, "value missing for nps")
 		}
 	case TypeAccount:
-		if attrs == nil {
+		if f.attrs == nil {
 			return d.reject(ReasonAttrs, "attrs missing for account")
 		}
-		return d.accountAttrs(attrs, ev)
+		return d.accountAttrs(f.attrs, ev)
+	case TypeContract:
+		if !f.arr {
+			return d.reject(ReasonARR, "arr missing for contract")
+		}
+		if f.attrs != nil {
+			return d.accountAttrs(f.attrs, ev)
+		}
+	case TypeRenewal:
+		if ev.Outcome == OutcomeNone {
+			return d.reject(ReasonOutcome, "outcome missing for renewal")
+		}
+		if !f.arrBefore {
+			return d.reject(ReasonARR, "arr_before missing for renewal")
+		}
+		switch {
+		case ev.Outcome == OutcomeChurned && !f.arrAfter:
+			ev.ARRAfter = 0 // a churned account pays nothing after it
+		case ev.Outcome == OutcomeChurned && ev.ARRAfter != 0:
+			return d.reject(ReasonARR, "arr_after must be 0 for a churned renewal")
+		case !f.arrAfter:
+			return d.reject(ReasonARR, "arr_after missing for renewal")
+		}
+	case TypeTouch:
+		if ev.Channel == ChannelNone {
+			return d.reject(ReasonChannel, "channel missing for touch")
+		}
+	case TypeStakeholder:
+		if ev.Role == RoleNone {
+			return d.reject(ReasonRole, "role missing for stakeholder")
+		}
+		if ev.Change == ChangeNone {
+			return d.reject(ReasonChange, "change missing for stakeholder")
+		}
 	}
 	return ReasonOK
+}
+
+// enum decodes a string that must be one of names (index 0, the empty
+// name, is not accepted).
+func (d *Decoder) enum(v *fastjson.Value, names []string, r Reason, detail string) (uint8, Reason) {
+	b, err := v.StringBytes()
+	if err != nil {
+		return 0, d.reject(r, detail)
+	}
+	if i := enumOf(names, b); i != 0 {
+		return i, ReasonOK
+	}
+	return 0, d.reject(r, detail)
 }
 
 func (d *Decoder) str(v *fastjson.Value, max int, r Reason, name string) ([]byte, Reason) {
@@ -227,14 +308,14 @@ func (d *Decoder) timestamp(v *fastjson.Value, ev *Event) Reason {
 func (d *Decoder) eventType(v *fastjson.Value, ev *Event) Reason {
 	b, err := v.StringBytes()
 	if err == nil {
-		for i := TypeLogin; i <= TypeAccount; i++ {
+		for i := TypeLogin; i <= lastType; i++ {
 			if string(b) == typeNames[i] {
 				ev.Type = i
 				return ReasonOK
 			}
 		}
 	}
-	return d.reject(ReasonType, "type is not one of login, feature, session, api, ticket_opened, ticket_resolved, nps, account")
+	return d.reject(ReasonType, "type is not one of login, feature, session, api, ticket_opened, ticket_resolved, nps, account, contract, renewal, touch, stakeholder")
 }
 
 func (d *Decoder) accountAttrs(v *fastjson.Value, ev *Event) Reason {

@@ -54,12 +54,12 @@ type Event struct {
 	Type     Type
 	Platform Platform
 	Account  []byte
-	User     []byte  // may be empty for api, ticket and account events
-	Module   []byte  // feature events
-	Ticket   []byte  // ticket events
-	Duration float64 // session seconds
-	Count    int64   // api calls (≥ 1)
-	Value    float64 // nps answer 0…10
+	User     []byte       // may be empty for api, ticket and account events
+	Module   []byte       // feature events
+	Ticket   []byte       // ticket events
+	Duration float64      // session seconds
+	Count    int64        // api calls (≥ 1)
+	Value    float64      // nps answer 0…10
 	Attrs    AccountAttrs // account and contract events
 
 	ARR       float64 // contract: annual recurring revenue from now on

@@ -179,7 +179,53 @@ func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Dep
 		v[rules.DaysToRenewal] = days(a.renewalNs - t)
 	}
 	v[rules.TenureDays] = days(t - a.firstNs)
+
+	v[rules.Seats90dAgo] = a.seatsAt(t - 90*nsPerDay)
+	v[rules.SeatLoginRatio7d] = ratio(float64(userDays)/7, v[rules.Seats])
+	v[rules.UsageVsBaseline] = rules.Null
+	if day-34 >= a.eventsFrom {
+		v[rules.UsageVsBaseline] = ratio(float64(events7), float64(ringSum64(a.events[:], a.head, day-7, 28))/4)
+	}
+	a.crmMetrics(t, v)
+	// Score-based metrics are filled in by the evaluation, which knows the
+	// score being computed.
+	v[rules.ScoreChange7d] = rules.Null
+	v[rules.ScoreChange30d] = rules.Null
+	v[rules.GradeDays] = rules.Null
 	return depth
+}
+
+// crmMetrics computes the metrics of contract, renewal, touch and
+// stakeholder events.
+func (a *account) crmMetrics(t int64, v *rules.Values) {
+	c := a.crm
+	if c == nil {
+		c = &crmState{}
+	}
+	v[rules.ARR] = rules.Null
+	if c.arrTs != 0 {
+		v[rules.ARR] = c.arr
+	}
+	v[rules.DaysSinceTouch] = since(t, c.lastTouchNs)
+	v[rules.DaysSinceRenewalEvent] = since(t, c.lastRenewalNs)
+	touches := 0
+	for _, ts := range c.touches {
+		if ts > t-30*nsPerDay && ts <= t {
+			touches++
+		}
+	}
+	v[rules.Touches30d] = float64(touches)
+	changes, championLeft := 0, 0.0
+	for _, s := range c.stakeholders {
+		if s.ts > t-90*nsPerDay && s.ts <= t {
+			changes++
+			if s.championOut {
+				championLeft = 1
+			}
+		}
+	}
+	v[rules.StakeholderChanges90d] = float64(changes)
+	v[rules.ChampionLeft90d] = championLeft
 }
 
 // netPromoter is the NPS over each user's latest answer in (t − 90d, t].

@@ -53,6 +53,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eval_interval: %v must be positive", c.EvalInterval)
 	case c.SweepInterval < c.EvalInterval:
 		return fmt.Errorf("sweep_interval: %v must be at least eval_interval (%v)", c.SweepInterval, c.EvalInterval)
+	case (24*time.Hour)%c.SweepInterval != 0:
+		return fmt.Errorf("sweep_interval: %v must divide 24h, so that a sweep records every account's score at each UTC midnight", c.SweepInterval)
 	case c.ScoreInterval <= 0:
 		return fmt.Errorf("score_interval: %v must be positive", c.ScoreInterval)
 	}
@@ -107,6 +109,7 @@ type Partition struct {
 	transitions []rules.Transition
 	scores      []ScoreRow
 	spareScores []ScoreRow // a buffer handed back by RecycleScores
+	revenue     []RevenueRow
 }
 
 // NewPartition returns an empty partition evaluating rs.
@@ -164,11 +167,22 @@ func (p *Partition) Apply(ev *Event, wall int64) Reason {
 		p.accounts[h] = a
 		p.order = append(p.order, a)
 	}
-	a.apply(ev, &p.interner, p.clock-int64(p.cfg.Retention))
+	a.apply(ev, &p.interner, p.horizon())
+	if ev.Type == TypeRenewal {
+		p.revenue = append(p.revenue, RevenueRow{AccountID: a.id, Ts: ev.Ts, Outcome: ev.Outcome,
+			ArrBefore: ev.ARRBefore, ArrAfter: ev.ARRAfter, Segment: a.attrs[rules.Segment], CSM: a.attrs[rules.CSM]})
+	}
 	if a.lastEvalNs == 0 || p.clock-a.lastEvalNs >= int64(p.cfg.EvalInterval) {
 		p.evaluate(a, p.clock)
 	}
 	return ReasonOK
+}
+
+// horizon is the oldest ts an account's value histories (seats, NPS
+// answers) must still answer for: the retention, or the longest window
+// if the retention is shorter.
+func (p *Partition) horizon() int64 {
+	return p.clock - max(int64(p.cfg.Retention), (longestDays+1)*nsPerDay)
 }
 
 // AdvanceTo moves the clock forward to t (never back), running the sweeps
@@ -228,10 +242,21 @@ func (p *Partition) EvaluateAll() {
 
 func (p *Partition) evaluate(a *account, t int64) {
 	depth := a.metrics(t, &p.classes, &p.values)
-	res := p.rules.Evaluate(p.eval, &a.rulesState, rules.Input{
-		AccountID: a.id, Metrics: &p.values, Attrs: &a.attrs, Depth: depth,
-	}, t)
+	in := rules.Input{AccountID: a.id, Metrics: &p.values, Attrs: &a.attrs, Depth: depth}
+	before := a.rulesState.Grade
+	sc := p.rules.ScoreAccount(p.eval, &a.rulesState, in)
+	if sc.Grade != before || a.gradeSince == 0 {
+		a.gradeSince = t
+	}
+	if sc.Grade == rules.GradeNone {
+		a.gradeSince = 0
+	}
+	a.scoreMetrics(t, sc.Score, &p.values)
+	res := p.rules.StepAlerts(p.eval, &a.rulesState, in, sc, t)
 	a.lastEvalNs = t
+	if t%nsPerDay == 0 {
+		a.record(dayOf(t), res.Score, res.Grade)
+	}
 	if !slices.Equal(a.firing, res.Firing) {
 		a.firing = append(a.firing[:0], res.Firing...)
 	}
@@ -244,8 +269,37 @@ func (p *Partition) evaluate(a *account, t int64) {
 			// growth copies the rows into memory the kernel faults in.
 			p.scores = slices.Grow(p.scores, max(cap(p.scores), 64))
 		}
-		p.scores = append(p.scores, ScoreRow{AccountID: a.id, Ts: t, Score: res.Score, Grade: res.Grade, Depth: depth, Attrs: a.attrs, Metrics: p.values})
+		p.scores = append(p.scores, ScoreRow{AccountID: a.id, Ts: t, Score: res.Score, Grade: res.Grade, Depth: depth,
+			Scorecard: res.Card.Name, Attrs: a.attrs, Metrics: p.values})
 	}
+}
+
+// scoreMetrics fills the metrics derived from the score being computed at
+// t and the account's recorded history (SPEC §3): the score changes and
+// grade_days. The grade must already be moved for t.
+func (a *account) scoreMetrics(t int64, score float64, v *rules.Values) {
+	change := func(back int64) float64 {
+		// The last midnight ≤ t − back: midnights are day-bucket ends.
+		then, ok := a.recorded(int32(floorDiv(t-back*nsPerDay, nsPerDay)))
+		if !ok {
+			return rules.Null
+		}
+		return score - then // null in, null out
+	}
+	v[rules.ScoreChange7d] = change(7)
+	v[rules.ScoreChange30d] = change(30)
+	v[rules.GradeDays] = rules.Null
+	if a.gradeSince != 0 {
+		v[rules.GradeDays] = days(t - a.gradeSince)
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 // TakeScores returns the score rows emitted since the last call; the
@@ -279,6 +333,14 @@ func (p *Partition) RecycleScores(rows []ScoreRow) {
 		// strings, not worth clearing a buffer of this size for.
 		p.spareScores = rows[:0]
 	}
+}
+
+// TakeRevenue returns the renewal outcomes applied since the last call,
+// in order. The caller owns the returned slice.
+func (p *Partition) TakeRevenue() []RevenueRow {
+	out := p.revenue
+	p.revenue = nil
+	return out
 }
 
 // TakeTransitions returns the alert transitions emitted since the last
@@ -346,7 +408,13 @@ func (p *Partition) eachAccount(fn func(*account)) {
 func (p *Partition) state(a *account) AccountState {
 	s := AccountState{AccountID: a.id, Ts: p.clock, Attrs: a.attrs, Grade: a.rulesState.Grade}
 	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
-	s.Score, s.Factors = p.rules.Score(&s.Metrics, nil)
-	s.Alerts = append([]string(nil), a.firing...)
+	card := p.rules.ScorecardFor(&a.attrs)
+	s.Scorecard = card.Name
+	s.Score, s.Factors = card.Score(&s.Metrics, nil)
+	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
+	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
+	if s.Alerts == nil {
+		s.Alerts = []string{}
+	}
 	return s
 }

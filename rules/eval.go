@@ -12,8 +12,12 @@ import (
 // owns it and passes it in; it is small and has no pointers to the Ruleset,
 // so it survives a rules reload and can be checkpointed.
 type State struct {
-	Grade  Grade
-	Alerts []AlertState
+	Grade Grade
+	// Scorecard names the scorecard Grade was given by ("" in state from
+	// before scorecards: taken as the current one). A move to another
+	// scorecard restarts the grade's hysteresis.
+	Scorecard string
+	Alerts    []AlertState
 }
 
 // AlertState is one pending or firing alert episode. Inactive alerts have
@@ -85,11 +89,19 @@ type FactorResult struct {
 // Result is the outcome of one evaluation. Its slices belong to the
 // Evaluator and are valid until its next use: copy what must be kept.
 type Result struct {
-	Score       float64 // Null when every factor's metric is null
-	Grade       Grade
-	Factors     []FactorResult
-	Firing      []string // names of firing alerts, sorted
+	Scored
+	Firing      []string // names of firing alerts, sorted (suppressed ones too)
 	Transitions []Transition
+}
+
+// Scored is the score part of an evaluation: the scorecard used, the score,
+// the grade and the explanation. Factors belongs to the Evaluator.
+type Scored struct {
+	Card    *Scorecard
+	Score   float64 // Null when every factor's metric is null
+	Grade   Grade
+	Prev    Grade // the grade before this evaluation (GradeNone on a scorecard change)
+	Factors []FactorResult
 }
 
 // Evaluator holds the scratch space of evaluations, so they do not
@@ -107,9 +119,9 @@ func NewEvaluator() *Evaluator { return &Evaluator{} }
 
 // Score computes the health score: Σ(weight × points) ÷ Σ weight over the
 // factors whose metric is not null, or Null when all are null.
-func (rs *Ruleset) Score(v *Values, out []FactorResult) (float64, []FactorResult) {
+func (c *Scorecard) Score(v *Values, out []FactorResult) (float64, []FactorResult) {
 	var sum, weights float64
-	for _, f := range rs.Factors {
+	for _, f := range c.Factors {
 		x := v[f.Metric]
 		r := FactorResult{Name: f.Name, Metric: f.Metric, Value: x, Points: Null, Weight: f.Weight}
 		if !IsNull(x) {
@@ -168,22 +180,42 @@ func (g Grades) raw(score float64) Grade {
 }
 
 // Evaluate scores one account and steps its alerts at time now (Unix
-// nanoseconds of event time). It updates st in place and returns the
+// nanoseconds of event time): ScoreAccount, then StepAlerts. Callers that
+// fill score-based metrics in between call the two themselves.
+func (rs *Ruleset) Evaluate(e *Evaluator, st *State, in Input, now int64) Result {
+	return rs.StepAlerts(e, st, in, rs.ScoreAccount(e, st, in), now)
+}
+
+// ScoreAccount scores one account with its scorecard and moves its grade
+// (in st). The result's Factors are valid until e is used again.
+func (rs *Ruleset) ScoreAccount(e *Evaluator, st *State, in Input) Scored {
+	card := rs.ScorecardFor(in.Attrs)
+	e.factors = e.factors[:0]
+	score, factors := card.Score(in.Metrics, e.factors)
+	e.factors = factors
+	prev := st.Grade
+	if st.Scorecard != card.Name && st.Scorecard != "" {
+		prev = GradeNone // new grade lines: hysteresis restarts
+	}
+	st.Grade = card.Grades.Next(prev, score)
+	st.Scorecard = card.Name
+	return Scored{Card: card, Score: score, Grade: st.Grade, Prev: prev, Factors: factors}
+}
+
+// StepAlerts steps the account's alerts at time now, given its score (from
+// ScoreAccount) and metrics. It updates st in place and returns the
 // result, whose slices are valid until e is used again.
 //
 // An alert is pending when `when` first holds, firing once it has held at
 // every evaluation for `for`, and resolved when `clear` holds (or `when` no
 // longer holds, if the rule has no clear). An account that does not match
 // the rule's attribute filter counts as `when` false and `clear` true.
-func (rs *Ruleset) Evaluate(e *Evaluator, st *State, in Input, now int64) Result {
-	e.factors = e.factors[:0]
+// Transitions of an alert that a firing alert inhibits are marked
+// suppressed.
+func (rs *Ruleset) StepAlerts(e *Evaluator, st *State, in Input, sc Scored, now int64) Result {
 	e.firing = e.firing[:0]
 	e.transitions = e.transitions[:0]
-
-	score, factors := rs.Score(in.Metrics, e.factors)
-	e.factors = factors
-	st.Grade = rs.Grades.Next(st.Grade, score)
-
+	score := sc.Score
 	e.env = env{values: in.Metrics, attrs: in.Attrs, score: score, grade: st.Grade.String(), depth: in.Depth.String()}
 
 	e.states = e.states[:0]
@@ -213,7 +245,7 @@ func (rs *Ruleset) Evaluate(e *Evaluator, st *State, in Input, now int64) Result
 				active = false
 			} else if now-cur.Since >= int64(a.For) {
 				cur.Firing = true
-				e.emit(rs, a, in, cur, PhaseFiring, now, score, st.Grade)
+				e.emit(a, in, cur, PhaseFiring, now, sc)
 			}
 		case active && cur.Firing:
 			clear := !when
@@ -221,7 +253,7 @@ func (rs *Ruleset) Evaluate(e *Evaluator, st *State, in Input, now int64) Result
 				clear = !matched || a.clear.eval(&e.env)
 			}
 			if clear {
-				e.emit(rs, a, in, cur, PhaseResolved, now, score, st.Grade)
+				e.emit(a, in, cur, PhaseResolved, now, sc)
 				active = false
 			}
 		}
@@ -235,10 +267,47 @@ func (rs *Ruleset) Evaluate(e *Evaluator, st *State, in Input, now int64) Result
 	// Entries of rules that a reload removed are dropped here.
 	st.Alerts = append(st.Alerts[:0], e.states...)
 	slices.Sort(e.firing)
-	return Result{Score: score, Grade: st.Grade, Factors: e.factors, Firing: e.firing, Transitions: e.transitions}
+	for i := range e.transitions {
+		e.transitions[i].Suppressed = rs.Inhibited(e.transitions[i].Rule, e.firing)
+	}
+	return Result{Scored: sc, Firing: e.firing, Transitions: e.transitions}
 }
 
-func (e *Evaluator) emit(rs *Ruleset, a *Alert, in Input, st AlertState, phase Phase, now int64, score float64, grade Grade) {
+// Inhibited reports whether a firing alert in firing (sorted names)
+// inhibits the rule.
+func (rs *Ruleset) Inhibited(rule string, firing []string) bool {
+	for _, name := range firing {
+		if a := rs.alert(name); a != nil && slices.Contains(a.Inhibits, rule) {
+			return true
+		}
+	}
+	return false
+}
+
+// SplitSuppressed splits firing alert names (sorted) into the ones that
+// notify and the ones an inhibiting alert suppresses, both sorted.
+func (rs *Ruleset) SplitSuppressed(firing []string) (alerts, suppressed []string) {
+	for _, name := range firing {
+		if rs.Inhibited(name, firing) {
+			suppressed = append(suppressed, name)
+		} else {
+			alerts = append(alerts, name)
+		}
+	}
+	return alerts, suppressed
+}
+
+func (rs *Ruleset) alert(name string) *Alert {
+	for _, a := range rs.Alerts {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+func (e *Evaluator) emit(a *Alert, in Input, st AlertState, phase Phase, now int64, sc Scored) {
+	score := sc.Score
 	t := Transition{
 		ID:        AlertID(in.AccountID, a.Name, st.Since),
 		AccountID: in.AccountID,
@@ -248,9 +317,10 @@ func (e *Evaluator) emit(rs *Ruleset, a *Alert, in Input, st AlertState, phase P
 		Kind:      a.Kind,
 		Ts:        now,
 		Score:     score,
-		Grade:     grade,
+		Grade:     sc.Grade,
 		Depth:     in.Depth,
 		Attrs:     *in.Attrs,
+		Scorecard: sc.Card.Name,
 	}
 	t.Values = make([]NamedValue, len(a.Reads))
 	for i, name := range a.Reads {

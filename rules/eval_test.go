@@ -86,21 +86,21 @@ score:
     - {name: trend, metric: usage_change_7d, weight: 2, points: [[-0.5, 0], [0, 70], [0.3, 100]]}
 `)
 	v := nullValues()
-	if s, _ := rs.Score(v, nil); !IsNull(s) {
+	if s, _ := rs.Default.Score(v, nil); !IsNull(s) {
 		t.Fatalf("all null: score %v, want null", s)
 	}
 	v[ActivationRate] = 0.5 // halfway: 50 points
-	s, f := rs.Score(v, nil)
+	s, f := rs.Default.Score(v, nil)
 	if !near(s, 50) || !near(f[0].Points, 50) || !IsNull(f[1].Points) || !IsNull(f[1].Value) || f[1].Weight != 2 {
 		t.Fatalf("one factor: score %v factors %+v", s, f)
 	}
 	v[UsageChange7d] = -0.25 // halfway between 0 and 70: 35
-	s, _ = rs.Score(v, nil)
+	s, _ = rs.Default.Score(v, nil)
 	if want := (3*50 + 2*35) / 5.0; math.Abs(s-want) > 1e-9 {
 		t.Fatalf("score %v, want %v", s, want)
 	}
 	v[ActivationRate], v[UsageChange7d] = 5, -9 // clamped
-	if s, _ = rs.Score(v, nil); !near(s, 60) {
+	if s, _ = rs.Default.Score(v, nil); !near(s, 60) {
 		t.Fatalf("clamped score %v, want 60", s)
 	}
 }

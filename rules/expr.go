@@ -115,8 +115,10 @@ func (c *exprCompiler) compile(n ast.Node) (typed, error) {
 		return c.binary(n)
 	case *ast.ConditionalNode:
 		return c.conditional(n)
-	case *ast.CallNode, *ast.BuiltinNode:
-		return typed{}, c.errorf(n, ErrBadExpression, "function calls are not supported")
+	case *ast.CallNode:
+		return c.call(n)
+	case *ast.BuiltinNode:
+		return typed{}, c.errorf(n, ErrBadExpression, "function %s is not supported (is_null is)", n.Name)
 	}
 	return typed{}, c.errorf(n, ErrBadExpression, "only metrics, attributes, numbers, strings, comparisons, arithmetic, &&, ||, ! and parentheses are supported")
 }
@@ -139,6 +141,26 @@ func (c *exprCompiler) identifier(n *ast.IdentifierNode) (typed, error) {
 		return typed{str: func(e *env) string { return e.depth }}, nil
 	}
 	return typed{}, c.errorf(n, ErrUnknownMetric, "%q is not a metric or attribute", n.Value)
+}
+
+// call compiles a function call; is_null(x) is the only function.
+func (c *exprCompiler) call(n *ast.CallNode) (typed, error) {
+	id, ok := n.Callee.(*ast.IdentifierNode)
+	if !ok || id.Value != "is_null" {
+		return typed{}, c.errorf(n, ErrBadExpression, "unknown function (is_null is the only one)")
+	}
+	if len(n.Arguments) != 1 {
+		return typed{}, c.errorf(n, ErrBadExpression, "is_null takes one number, got %d arguments", len(n.Arguments))
+	}
+	x, err := c.compile(n.Arguments[0])
+	if err != nil {
+		return typed{}, err
+	}
+	if x.num == nil {
+		return typed{}, c.errorf(n, ErrBadExpression, "is_null needs a number, got a %s", x.kind())
+	}
+	f := x.num
+	return typed{bool: func(e *env) bool { return IsNull(f(e)) }}, nil
 }
 
 func (c *exprCompiler) unary(n *ast.UnaryNode) (typed, error) {
@@ -188,6 +210,17 @@ func (c *exprCompiler) binary(n *ast.BinaryNode) (typed, error) {
 		return typed{bool: func(e *env) bool { return lf(e) || rf(e) }}, nil
 	case "<", "<=", ">", ">=", "==", "!=":
 		return c.comparison(n, op, l, r)
+	case "??":
+		if l.num == nil || r.num == nil {
+			return typed{}, c.errorf(n, ErrBadExpression, "?? needs numbers on both sides, got a %s and a %s", l.kind(), r.kind())
+		}
+		lf, rf := l.num, r.num
+		return typed{num: func(e *env) float64 {
+			if x := lf(e); !IsNull(x) {
+				return x
+			}
+			return rf(e)
+		}}, nil
 	case "+", "-", "*", "/", "%", "**", "^":
 		if l.num == nil || r.num == nil {
 			return typed{}, c.errorf(n, ErrBadExpression, "%s needs numbers on both sides, got a %s and a %s", op, l.kind(), r.kind())

@@ -18,10 +18,18 @@ import (
 // The YAML shape of a rules file (SPEC §4). Decoding is strict: unknown keys
 // are refused.
 type fileSpec struct {
-	Modules modulesSpec  `yaml:"modules"`
-	Score   scoreSpec    `yaml:"score"`
-	Alerts  []alertSpec  `yaml:"alerts"`
-	Notify  []notifySpec `yaml:"notify"`
+	Modules    modulesSpec     `yaml:"modules"`
+	Scorecards []scorecardSpec `yaml:"scorecards"`
+	Score      scoreSpec       `yaml:"score"`
+	Alerts     []alertSpec     `yaml:"alerts"`
+	Notify     []notifySpec    `yaml:"notify"`
+}
+
+type scorecardSpec struct {
+	Name    string              `yaml:"name"`
+	Match   map[string][]string `yaml:"match"`
+	Factors []factorSpec        `yaml:"factors"`
+	Grades  *gradesSpec         `yaml:"grades"`
 }
 
 type modulesSpec struct {
@@ -58,6 +66,7 @@ type alertSpec struct {
 	Kind     string              `yaml:"kind"`
 	Match    map[string][]string `yaml:"match"`
 	Message  string              `yaml:"message"`
+	Inhibits []string            `yaml:"inhibits"`
 }
 
 type notifySpec struct {
@@ -128,27 +137,65 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 			Process: c.moduleList(spec.Modules.Process, "process"),
 			Custom:  c.moduleList(spec.Modules.Custom, "custom"),
 		},
-		Grades: Grades{Green: DefaultGreen, Yellow: DefaultYellow},
 	}
-	c.buildFactors(rs, spec.Score.Factors)
-	if g := spec.Score.Grades; g != nil {
-		if g.Green != nil {
-			rs.Grades.Green = *g.Green
-		}
-		if g.Yellow != nil {
-			rs.Grades.Yellow = *g.Yellow
-		}
-		rs.Grades.Hysteresis = g.Hysteresis
+	defaults := Grades{Green: DefaultGreen, Yellow: DefaultYellow}
+	rs.Default = &Scorecard{
+		Name:    DefaultScorecard,
+		Factors: c.factors(spec.Score.Factors, "score"),
+		Grades:  c.grades(spec.Score.Grades, defaults, "score"),
+	}
+	names := map[string]bool{DefaultScorecard: true}
+	for i, sc := range spec.Scorecards {
+		at := func(k string) []any { return []any{"scorecards", i, k} }
 		switch {
-		case rs.Grades.Yellow >= rs.Grades.Green:
-			c.fail(fmt.Errorf("%w: yellow (%g) must be below green (%g)", ErrBadValue, rs.Grades.Yellow, rs.Grades.Green), "score", "grades", "yellow")
-		case g.Hysteresis < 0:
-			c.fail(fmt.Errorf("%w: hysteresis %g must be ≥ 0", ErrBadValue, g.Hysteresis), "score", "grades", "hysteresis")
+		case sc.Name == "":
+			c.fail(ErrMissing, at("name")...)
+		case !ruleNameRe.MatchString(sc.Name):
+			c.fail(fmt.Errorf("%w: name %q must match [a-z0-9_]+", ErrBadValue, sc.Name), at("name")...)
+		case names[sc.Name]:
+			c.fail(fmt.Errorf("%w: scorecard %q (default is the score block's)", ErrDuplicateName, sc.Name), at("name")...)
 		}
+		names[sc.Name] = true
+		card := &Scorecard{
+			Name:    sc.Name,
+			Match:   c.attrMatch(sc.Match, false, "scorecards", i, "match"),
+			Factors: c.factors(sc.Factors, "scorecards", i),
+			Grades:  c.grades(sc.Grades, rs.Default.Grades, "scorecards", i),
+		}
+		if len(sc.Match) == 0 {
+			c.fail(fmt.Errorf("%w: a scorecard needs a match (the score block scores everyone else)", ErrMissing), at("match")...)
+		}
+		if len(sc.Factors) == 0 {
+			c.fail(fmt.Errorf("%w: a scorecard needs at least one factor", ErrMissing), at("factors")...)
+		}
+		rs.Scorecards = append(rs.Scorecards, card)
 	}
 	c.buildAlerts(rs, spec.Alerts)
 	c.buildNotify(rs, spec.Notify)
 	return rs
+}
+
+// grades validates a grades block; a missing block or key takes def's.
+func (c *compiler) grades(g *gradesSpec, def Grades, path ...any) Grades {
+	out := def
+	if g == nil {
+		return out
+	}
+	at := func(k string) []any { return append(path[:len(path):len(path)], "grades", k) }
+	if g.Green != nil {
+		out.Green = *g.Green
+	}
+	if g.Yellow != nil {
+		out.Yellow = *g.Yellow
+	}
+	out.Hysteresis = g.Hysteresis
+	switch {
+	case out.Yellow >= out.Green:
+		c.fail(fmt.Errorf("%w: yellow (%g) must be below green (%g)", ErrBadValue, out.Yellow, out.Green), at("yellow")...)
+	case g.Hysteresis < 0:
+		c.fail(fmt.Errorf("%w: hysteresis %g must be ≥ 0", ErrBadValue, g.Hysteresis), at("hysteresis")...)
+	}
+	return out
 }
 
 func (c *compiler) moduleList(mods []string, key string) []string {
@@ -165,10 +212,13 @@ func (c *compiler) moduleList(mods []string, key string) []string {
 	return mods
 }
 
-func (c *compiler) buildFactors(rs *Ruleset, specs []factorSpec) {
+// factors validates the factors of a scorecard at path.
+func (c *compiler) factors(specs []factorSpec, path ...any) []Factor {
+	var out []Factor
 	names := map[string]bool{}
 	for i, f := range specs {
-		at := func(k string) []any { return []any{"score", "factors", i, k} }
+		base := append(path[:len(path):len(path)], "factors", i)
+		at := func(k ...any) []any { return append(base[:len(base):len(base)], k...) }
 		if f.Name == "" {
 			c.fail(ErrMissing, at("name")...)
 		} else if names[f.Name] {
@@ -176,8 +226,11 @@ func (c *compiler) buildFactors(rs *Ruleset, specs []factorSpec) {
 		}
 		names[f.Name] = true
 		m, ok := MetricByName(f.Metric)
-		if !ok {
+		switch {
+		case !ok:
 			c.fail(fmt.Errorf("%w %q", ErrUnknownMetric, f.Metric), at("metric")...)
+		case m.ScoreBased():
+			c.fail(fmt.Errorf("%w: %s is derived from the score itself; alerts may read it, factors may not", ErrBadValue, f.Metric), at("metric")...)
 		}
 		if !(f.Weight > 0) {
 			c.fail(fmt.Errorf("%w: weight must be > 0, got %g", ErrBadValue, f.Weight), at("weight")...)
@@ -185,22 +238,23 @@ func (c *compiler) buildFactors(rs *Ruleset, specs []factorSpec) {
 		var pts []Point
 		for j, p := range f.Points {
 			if len(p) != 2 {
-				c.fail(fmt.Errorf("%w: a point is [x, points], got %d numbers", ErrBadValue, len(p)), "score", "factors", i, "points", j)
+				c.fail(fmt.Errorf("%w: a point is [x, points], got %d numbers", ErrBadValue, len(p)), at("points", j)...)
 				continue
 			}
 			if j > 0 && len(f.Points[j-1]) == 2 && !(p[0] > f.Points[j-1][0]) {
-				c.fail(fmt.Errorf("%w: x must be strictly increasing (%g after %g)", ErrBadValue, p[0], f.Points[j-1][0]), "score", "factors", i, "points", j)
+				c.fail(fmt.Errorf("%w: x must be strictly increasing (%g after %g)", ErrBadValue, p[0], f.Points[j-1][0]), at("points", j)...)
 			}
 			if p[1] < 0 || p[1] > 100 {
-				c.fail(fmt.Errorf("%w: points must be within 0…100, got %g", ErrBadValue, p[1]), "score", "factors", i, "points", j)
+				c.fail(fmt.Errorf("%w: points must be within 0…100, got %g", ErrBadValue, p[1]), at("points", j)...)
 			}
 			pts = append(pts, Point{X: p[0], Y: p[1]})
 		}
 		if len(f.Points) == 0 {
 			c.fail(fmt.Errorf("%w: at least one point", ErrMissing), at("points")...)
 		}
-		rs.Factors = append(rs.Factors, Factor{Name: f.Name, Metric: m, Weight: f.Weight, Points: pts})
+		out = append(out, Factor{Name: f.Name, Metric: m, Weight: f.Weight, Points: pts})
 	}
+	return out
 }
 
 func (c *compiler) buildAlerts(rs *Ruleset, specs []alertSpec) {
@@ -244,7 +298,57 @@ func (c *compiler) buildAlerts(rs *Ruleset, specs []alertSpec) {
 			c.fail(err, at("message")...)
 		}
 		al.Reads = readsOf(al.when, al.clear)
+		al.Inhibits = a.Inhibits
 		rs.Alerts = append(rs.Alerts, al)
+	}
+	c.checkInhibits(rs, specs)
+}
+
+// checkInhibits refuses inhibits lists that name unknown rules, the rule
+// itself, or close a cycle (two alerts silencing each other would both
+// stay silent).
+func (c *compiler) checkInhibits(rs *Ruleset, specs []alertSpec) {
+	for i, a := range specs {
+		for j, name := range a.Inhibits {
+			at := []any{"alerts", i, "inhibits", j}
+			switch {
+			case name == a.Name:
+				c.fail(fmt.Errorf("%w: an alert cannot inhibit itself", ErrBadValue), at...)
+			case rs.alert(name) == nil:
+				c.fail(fmt.Errorf("%w: no alert %q to inhibit", ErrBadValue, name), at...)
+			}
+		}
+	}
+	// Depth-first search for a cycle through each alert.
+	state := map[string]int{} // 0 new, 1 on the path, 2 done
+	var visit func(name string, path []string) []string
+	visit = func(name string, path []string) []string {
+		switch state[name] {
+		case 1:
+			return append(path, name)
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		if a := rs.alert(name); a != nil {
+			for _, n := range a.Inhibits {
+				if n == name {
+					continue // reported above
+				}
+				if cyc := visit(n, append(path, name)); cyc != nil {
+					return cyc
+				}
+			}
+		}
+		state[name] = 2
+		return nil
+	}
+	for i, a := range rs.Alerts {
+		if cyc := visit(a.Name, nil); cyc != nil {
+			cyc = cyc[slices.Index(cyc, cyc[len(cyc)-1]):]
+			c.fail(fmt.Errorf("%w: inhibition cycle %s", ErrBadValue, strings.Join(cyc, " → ")), "alerts", i, "inhibits")
+			return
+		}
 	}
 }
 

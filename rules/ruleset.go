@@ -11,10 +11,12 @@ import (
 // concurrent use; per-goroutine scratch space lives in an Evaluator.
 type Ruleset struct {
 	Modules ModuleSets
-	Factors []Factor
-	Grades  Grades
-	Alerts  []*Alert
-	Notify  []Notifier
+	// Scorecards are the segment- or stage-specific scorecards, in file
+	// order; Default (named "default") scores every account none matches.
+	Scorecards []*Scorecard
+	Default    *Scorecard
+	Alerts     []*Alert
+	Notify     []Notifier
 	// Source names the file; Version is a hash of its bytes.
 	Source, Version string
 }
@@ -22,6 +24,28 @@ type Ruleset struct {
 // ModuleSets are the module lists of the rules file's modules block.
 type ModuleSets struct {
 	All, Core, Process, Custom []string
+}
+
+// DefaultScorecard names the top-level score block's scorecard.
+const DefaultScorecard = "default"
+
+// Scorecard is one way of scoring accounts: its factors and grade lines.
+type Scorecard struct {
+	Name    string
+	Match   []Match // attribute filter; the default scorecard has none
+	Factors []Factor
+	Grades  Grades
+}
+
+// ScorecardFor returns the first scorecard whose match fits the
+// attributes, or the default one.
+func (rs *Ruleset) ScorecardFor(attrs *[NumAttrs]string) *Scorecard {
+	for _, c := range rs.Scorecards {
+		if matchAttrs(c.Match, attrs) {
+			return c
+		}
+	}
+	return rs.Default
 }
 
 // Factor is one weighted input of the health score.
@@ -121,6 +145,9 @@ type Alert struct {
 	// Reads lists the metric names (and "score") the conditions read,
 	// sorted: transitions carry their values.
 	Reads []string
+	// Inhibits names the alerts of the same account this one silences
+	// while it fires.
+	Inhibits []string
 
 	when, clear *condition
 	message     *template.Template

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // rulesCheckCmd validates a rules file: exit 0 when good, 1 with one
@@ -25,6 +26,11 @@ func rulesCheckCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d factors, %d alerts, %d notifiers)\n", args[0], len(rs.Factors), len(rs.Alerts), len(rs.Notify))
+	cards := []string{}
+	for _, c := range append(rs.Scorecards, rs.Default) {
+		cards = append(cards, fmt.Sprintf("%s: %d factors", c.Name, len(c.Factors)))
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d alerts, %d notifiers; scorecards %s)\n",
+		args[0], len(rs.Alerts), len(rs.Notify), strings.Join(cards, ", "))
 	return 0
 }

@@ -34,14 +34,15 @@ type task struct {
 	next       int64 // offset of the next event to apply
 	checkpoint int64 // next offset as of the last checkpoint
 	counts     [engine.NumReasons]int
-	pending    []rules.Transition // taken from the partition, not yet handed to the sink
-	scores     []engine.ScoreRow  // likewise
-	writing    chan error         // the result of the sink write in flight; nil when none
-	written    *engine.Batch      // the batch of that write
-	writeCtx   context.Context    // outlives the task's ctx until its final save is done
-	broken     bool               // a write was abandoned: never checkpoint again
-	dead       []kafka.Message    // rejected events not yet in the dead-letter topic
-	buf        []byte             // checkpoint encoding, reused
+	pending    []rules.Transition  // taken from the partition, not yet handed to the sink
+	scores     []engine.ScoreRow   // likewise
+	revenue    []engine.RevenueRow // likewise
+	writing    chan error          // the result of the sink write in flight; nil when none
+	written    *engine.Batch       // the batch of that write
+	writeCtx   context.Context     // outlives the task's ctx until its final save is done
+	broken     bool                // a write was abandoned: never checkpoint again
+	dead       []kafka.Message     // rejected events not yet in the dead-letter topic
+	buf        []byte              // checkpoint encoding, reused
 	lastEvent  time.Time
 }
 
@@ -176,7 +177,7 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 	cfg := &t.c.cfg
 	if c.reset {
 		t.part = engine.NewPartition(t.partition, t.c.rules.Load(), cfg.Engine)
-		t.pending, t.scores = nil, nil
+		t.pending, t.scores, t.revenue = nil, nil, nil
 		t.next, t.checkpoint = c.next, -1
 		return nil
 	}
@@ -246,9 +247,10 @@ func (t *task) flush(ctx context.Context) error {
 	}
 	t.pending = appendOrTake(t.pending, t.part.TakeTransitions())
 	t.scores = appendOrTake(t.scores, t.part.TakeScores())
-	if len(t.pending) > 0 || len(t.scores) > 0 {
-		b := &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores}
-		t.pending, t.scores = nil, nil // the write owns them now
+	t.revenue = appendOrTake(t.revenue, t.part.TakeRevenue())
+	if len(t.pending) > 0 || len(t.scores) > 0 || len(t.revenue) > 0 {
+		b := &engine.Batch{Partition: t.partition, Transitions: t.pending, Scores: t.scores, Revenue: t.revenue}
+		t.pending, t.scores, t.revenue = nil, nil, nil // the write owns them now
 		done := make(chan error, 1)
 		t.writing, t.written = done, b
 		go func() { done <- t.write(b) }()
