@@ -21,10 +21,12 @@ import (
 //	-- at --           the evaluation time (RFC 3339)
 //	-- expect --       lines "ACCOUNT name=value ...": metrics, score, grade,
 //	                   depth, attributes and alerts (comma-separated)
-//	-- transitions --  every transition, in order: "TS ACCOUNT RULE STATE"
+//	-- transitions --  every transition, in order: "TS ACCOUNT RULE STATE",
+//	                   followed by "suppressed" when an inhibiting alert fired
 //	-- rejects --      lines "LINE REASON" for rejected events
 //
-// Numbers compare within 1e-6; "null" is a null metric.
+// Numbers compare within 1e-6; "null" is a null metric. A rules section
+// that is just "@example" stands for the shipped deploy/rules/example.yaml.
 func TestScenarios(t *testing.T) {
 	files, _ := filepath.Glob("testdata/scenarios/*.txt")
 	if len(files) < 4 {
@@ -57,7 +59,14 @@ func parseSections(t *testing.T, path string) map[string]string {
 
 func runScenario(t *testing.T, path string) {
 	sec := parseSections(t, path)
-	rs, err := rules.Load("rules", []byte(sec["rules"]), rules.LoadOptions{})
+	rulesData := []byte(sec["rules"])
+	if strings.TrimSpace(sec["rules"]) == "@example" {
+		var err error
+		if rulesData, err = os.ReadFile("../deploy/rules/example.yaml"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := rules.Load("rules", rulesData, rules.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +108,11 @@ func runScenario(t *testing.T, path string) {
 	if _, ok := sec["transitions"]; ok {
 		var got []string
 		for _, tr := range r.Transitions() {
-			got = append(got, fmt.Sprintf("%s %s %s %s", time.Unix(0, tr.Ts).UTC().Format(time.RFC3339Nano), tr.AccountID, tr.Rule, tr.State))
+			line := fmt.Sprintf("%s %s %s %s", time.Unix(0, tr.Ts).UTC().Format(time.RFC3339Nano), tr.AccountID, tr.Rule, tr.State)
+			if tr.Suppressed {
+				line += " suppressed"
+			}
+			got = append(got, line)
 		}
 		if want := fields(sec["transitions"]); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("transitions:\n got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
@@ -128,6 +141,10 @@ func stateField(t *testing.T, s *AccountState, k string) string {
 		return s.Depth.String()
 	case "alerts":
 		return strings.Join(s.Alerts, ",")
+	case "suppressed":
+		return strings.Join(s.Suppressed, ",")
+	case "scorecard":
+		return s.Scorecard
 	}
 	if m, ok := rules.MetricByName(k); ok {
 		return num(s.Metrics[m])
