@@ -81,6 +81,9 @@ func (a *Aggregates) refresh(ctx context.Context) {
 			for _, name := range s.Alerts {
 				firing[name]++
 			}
+			for _, name := range s.Suppressed { // firing, though silenced
+				firing[name]++
+			}
 			if !rules.IsNull(s.Score) {
 				count++
 				sum += s.Score

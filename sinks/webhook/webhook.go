@@ -55,7 +55,7 @@ type Config struct {
 	Log         *slog.Logger
 	Now         func() time.Time
 	// Counted, if set, is told of every outcome: "sent", "failed",
-	// "dropped_queue_full", "snoozed", "duplicate", "repeat".
+	// "dropped_queue_full", "snoozed", "duplicate", "repeat", "suppressed".
 	Counted func(notifier, outcome string)
 }
 
@@ -202,6 +202,12 @@ func (s *Sink) Write(_ context.Context, b *engine.Batch) error {
 				continue
 			}
 			rk := n.Name + "|" + t.ID
+			if t.Suppressed {
+				// An inhibiting alert of the account fires: stored, not sent.
+				delete(s.firing, rk)
+				s.cfg.Counted(n.Name, "suppressed")
+				continue
+			}
 			if t.State == rules.PhaseResolved {
 				delete(s.firing, rk)
 				if !n.SendResolved {

@@ -367,3 +367,26 @@ func TestDeliveriesReuseTheConnection(t *testing.T) {
 		t.Fatalf("%d deliveries opened %d connections, want 1", n, c)
 	}
 }
+
+// Transitions an inhibiting alert suppresses are counted, never sent.
+func TestSuppressedTransitionsAreNotSent(t *testing.T) {
+	rcv := newReceiver(t)
+	var suppressed atomic.Int32
+	s := newSink(t, Config{Notifiers: []rules.Notifier{notifier("g", "webhook", rcv.URL, nil)},
+		Counted: func(_, o string) {
+			if o == "suppressed" {
+				suppressed.Add(1)
+			}
+		}})
+	quiet := transition("acme", "quiet", rules.PhaseFiring, rules.SeverityLow, "li")
+	quiet.Suppressed = true
+	write(s, quiet, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	reqs := rcv.waitFor(t, 1)
+	time.Sleep(300 * time.Millisecond)
+	if got := rcv.got(); len(got) != 1 || !strings.Contains(string(reqs[0].body), `"rule":"gone_dark"`) {
+		t.Fatalf("%d deliveries, first %s", len(got), reqs[0].body)
+	}
+	if suppressed.Load() != 1 {
+		t.Fatalf("suppressed counted %d times, want 1", suppressed.Load())
+	}
+}
