@@ -23,7 +23,8 @@ type AccountState struct {
 	// Suppressed lists the firing alerts an inhibiting alert silences,
 	// sorted.
 	Suppressed []string
-	Scorecard  string // the scorecard that scored the account
+	Scorecard  string   // the scorecard that scored the account
+	Caps       []string // the scorecard's caps that hold: the score is at most the lowest
 }
 
 // HistoryPoint is an account's score as recorded at one UTC midnight.
@@ -82,6 +83,8 @@ func (s *AccountState) AppendJSON(b []byte) []byte {
 	b = appendStrings(b, s.Suppressed)
 	b = append(b, `,"scorecard":`...)
 	b = appendString(b, s.Scorecard)
+	b = append(b, `,"caps":`...)
+	b = appendStrings(b, s.Caps)
 	return append(b, '}')
 }
 

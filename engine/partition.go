@@ -410,7 +410,7 @@ func (p *Partition) state(a *account) AccountState {
 	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
 	card := p.rules.ScorecardFor(&a.attrs)
 	s.Scorecard = card.Name
-	s.Score, s.Factors = card.Score(&s.Metrics, nil)
+	s.Score, s.Factors, s.Caps = card.Explain(&s.Metrics, &a.attrs, s.Depth)
 	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
 	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
 	if s.Alerts == nil {

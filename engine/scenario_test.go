@@ -145,6 +145,8 @@ func stateField(t *testing.T, s *AccountState, k string) string {
 		return strings.Join(s.Suppressed, ",")
 	case "scorecard":
 		return s.Scorecard
+	case "caps":
+		return strings.Join(s.Caps, ",")
 	}
 	if m, ok := rules.MetricByName(k); ok {
 		return num(s.Metrics[m])

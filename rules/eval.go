@@ -102,12 +102,14 @@ type Scored struct {
 	Grade   Grade
 	Prev    Grade // the grade before this evaluation (GradeNone on a scorecard change)
 	Factors []FactorResult
+	Caps    []string // the caps that hold, in file order (the score is at most the lowest)
 }
 
 // Evaluator holds the scratch space of evaluations, so they do not
 // allocate. It is not safe for concurrent use; give each goroutine its own.
 type Evaluator struct {
 	env         env
+	caps        []string
 	factors     []FactorResult
 	firing      []string
 	transitions []Transition
@@ -193,13 +195,38 @@ func (rs *Ruleset) ScoreAccount(e *Evaluator, st *State, in Input) Scored {
 	e.factors = e.factors[:0]
 	score, factors := card.Score(in.Metrics, e.factors)
 	e.factors = factors
+	e.env = env{values: in.Metrics, attrs: in.Attrs, score: Null, depth: in.Depth.String()}
+	score, e.caps = card.cap(&e.env, score, e.caps[:0])
 	prev := st.Grade
 	if st.Scorecard != card.Name && st.Scorecard != "" {
 		prev = GradeNone // new grade lines: hysteresis restarts
 	}
 	st.Grade = card.Grades.Next(prev, score)
 	st.Scorecard = card.Name
-	return Scored{Card: card, Score: score, Grade: st.Grade, Prev: prev, Factors: factors}
+	return Scored{Card: card, Score: score, Grade: st.Grade, Prev: prev, Factors: factors, Caps: e.caps}
+}
+
+// Explain scores an account without moving any state: the score, its
+// factors and the caps that hold, as an evaluation at the same time would
+// (the grade is the caller's). The slices are newly allocated.
+func (c *Scorecard) Explain(v *Values, attrs *[NumAttrs]string, depth Depth) (float64, []FactorResult, []string) {
+	score, factors := c.Score(v, nil)
+	score, caps := c.cap(&env{values: v, attrs: attrs, score: Null, depth: depth.String()}, score, nil)
+	return score, factors, caps
+}
+
+// cap applies the caps that hold to score, appending their names to names.
+// A null score stays null: a cap bounds a score, it does not make one.
+func (c *Scorecard) cap(e *env, score float64, names []string) (float64, []string) {
+	for _, cp := range c.Caps {
+		if cp.when.eval(e) {
+			names = append(names, cp.Name)
+			if !IsNull(score) {
+				score = min(score, cp.Max)
+			}
+		}
+	}
+	return score, names
 }
 
 // StepAlerts steps the account's alerts at time now, given its score (from

@@ -44,8 +44,9 @@ type (
 
 // condition is a compiled boolean expression.
 type condition struct {
-	eval  boolFn
-	reads []string // metric names (and score) it reads
+	eval       boolFn
+	reads      []string // metric names (and score) it reads
+	readsGrade bool
 }
 
 // typed is a compiled sub-expression: exactly one of the functions is set.
@@ -80,12 +81,13 @@ func compileCondition(src string) (*condition, error) {
 		return nil, fmt.Errorf("%w: the condition is a %s, not true/false", ErrBadExpression, t.kind())
 	}
 	slices.Sort(c.reads)
-	return &condition{eval: t.bool, reads: slices.Compact(c.reads)}, nil
+	return &condition{eval: t.bool, reads: slices.Compact(c.reads), readsGrade: c.readsGrade}, nil
 }
 
 type exprCompiler struct {
-	src   string
-	reads []string
+	src        string
+	reads      []string
+	readsGrade bool
 }
 
 func (c *exprCompiler) errorf(n ast.Node, sentinel error, format string, args ...any) error {
@@ -136,6 +138,7 @@ func (c *exprCompiler) identifier(n *ast.IdentifierNode) (typed, error) {
 		c.reads = append(c.reads, n.Value)
 		return typed{num: func(e *env) float64 { return e.score }}, nil
 	case nameGrade:
+		c.readsGrade = true
 		return typed{str: func(e *env) string { return e.grade }}, nil
 	case nameDepth:
 		return typed{str: func(e *env) string { return e.depth }}, nil

@@ -30,6 +30,13 @@ type scorecardSpec struct {
 	Match   map[string][]string `yaml:"match"`
 	Factors []factorSpec        `yaml:"factors"`
 	Grades  *gradesSpec         `yaml:"grades"`
+	Caps    []capSpec           `yaml:"caps"`
+}
+
+type capSpec struct {
+	Name string   `yaml:"name"`
+	When string   `yaml:"when"`
+	Max  *float64 `yaml:"max"`
 }
 
 type modulesSpec struct {
@@ -42,6 +49,7 @@ type modulesSpec struct {
 type scoreSpec struct {
 	Factors []factorSpec `yaml:"factors"`
 	Grades  *gradesSpec  `yaml:"grades"`
+	Caps    []capSpec    `yaml:"caps"`
 }
 
 type factorSpec struct {
@@ -143,6 +151,7 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 		Name:    DefaultScorecard,
 		Factors: c.factors(spec.Score.Factors, "score"),
 		Grades:  c.grades(spec.Score.Grades, defaults, "score"),
+		Caps:    c.caps(spec.Score.Caps, "score"),
 	}
 	names := map[string]bool{DefaultScorecard: true}
 	for i, sc := range spec.Scorecards {
@@ -161,6 +170,7 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 			Match:   c.attrMatch(sc.Match, false, "scorecards", i, "match"),
 			Factors: c.factors(sc.Factors, "scorecards", i),
 			Grades:  c.grades(sc.Grades, rs.Default.Grades, "scorecards", i),
+			Caps:    c.caps(sc.Caps, "scorecards", i),
 		}
 		if len(sc.Match) == 0 {
 			c.fail(fmt.Errorf("%w: a scorecard needs a match (the score block scores everyone else)", ErrMissing), at("match")...)
@@ -173,6 +183,52 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 	c.buildAlerts(rs, spec.Alerts)
 	c.buildNotify(rs, spec.Notify)
 	return rs
+}
+
+// caps validates the caps of a scorecard at path. A cap is computed
+// before the score exists, so it may not read the score or what derives
+// from it.
+func (c *compiler) caps(specs []capSpec, path ...any) []Cap {
+	var out []Cap
+	names := map[string]bool{}
+	for i, cs := range specs {
+		at := func(k string) []any { return append(path[:len(path):len(path)], "caps", i, k) }
+		switch {
+		case cs.Name == "":
+			c.fail(ErrMissing, at("name")...)
+		case !ruleNameRe.MatchString(cs.Name):
+			c.fail(fmt.Errorf("%w: name %q must match [a-z0-9_]+", ErrBadValue, cs.Name), at("name")...)
+		case names[cs.Name]:
+			c.fail(fmt.Errorf("%w: cap %q", ErrDuplicateName, cs.Name), at("name")...)
+		}
+		names[cs.Name] = true
+		cp := Cap{Name: cs.Name}
+		if cs.Max == nil {
+			c.fail(ErrMissing, at("max")...)
+		} else if cp.Max = *cs.Max; cp.Max < 0 || cp.Max > 100 {
+			c.fail(fmt.Errorf("%w: max must be within 0…100, got %g", ErrBadValue, cp.Max), at("max")...)
+		}
+		var err error
+		switch {
+		case cs.When == "":
+			c.fail(ErrMissing, at("when")...)
+		default:
+			if cp.when, err = compileCondition(cs.When); err != nil {
+				c.fail(err, at("when")...)
+				break
+			}
+			for _, r := range cp.when.reads {
+				if m, ok := MetricByName(r); r == nameScore || ok && m.ScoreBased() {
+					c.fail(fmt.Errorf("%w: a cap cannot read %s: it bounds the score it derives from", ErrBadExpression, r), at("when")...)
+				}
+			}
+			if cp.when.readsGrade {
+				c.fail(fmt.Errorf("%w: a cap cannot read grade: it bounds the score the grade derives from", ErrBadExpression), at("when")...)
+			}
+		}
+		out = append(out, cp)
+	}
+	return out
 }
 
 // grades validates a grades block; a missing block or key takes def's.

@@ -35,6 +35,16 @@ type Scorecard struct {
 	Match   []Match // attribute filter; the default scorecard has none
 	Factors []Factor
 	Grades  Grades
+	Caps    []Cap
+}
+
+// Cap bounds the score while its condition holds: a sign that outweighs
+// every factor (no user active for two weeks) keeps the score at most Max
+// however good the rest looks.
+type Cap struct {
+	Name string
+	Max  float64
+	when *condition
 }
 
 // ScorecardFor returns the first scorecard whose match fits the
