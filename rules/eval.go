@@ -3,6 +3,7 @@ package rules
 import (
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -122,6 +123,14 @@ func NewEvaluator() *Evaluator { return &Evaluator{} }
 // Score computes the health score: Σ(weight × points) ÷ Σ weight over the
 // factors whose metric is not null, or Null when all are null.
 func (c *Scorecard) Score(v *Values, out []FactorResult) (float64, []FactorResult) {
+	score, out := c.weigh(v, out)
+	if c.Warmup > 0 && !(v[TenureDays]*float64(24*time.Hour) >= float64(c.Warmup)) {
+		return Null, out // too young to judge: explained, not scored
+	}
+	return score, out
+}
+
+func (c *Scorecard) weigh(v *Values, out []FactorResult) (float64, []FactorResult) {
 	var sum, weights float64
 	for _, f := range c.Factors {
 		x := v[f.Metric]

@@ -23,6 +23,9 @@ type fileSpec struct {
 	Score      scoreSpec       `yaml:"score"`
 	Alerts     []alertSpec     `yaml:"alerts"`
 	Notify     []notifySpec    `yaml:"notify"`
+	// Top-level keys starting with "x-" are free for YAML anchors that the
+	// rest of the file refers to (as in Compose files); others are refused.
+	Extensions map[string]yaml.Node `yaml:",inline"`
 }
 
 type scorecardSpec struct {
@@ -31,6 +34,7 @@ type scorecardSpec struct {
 	Factors []factorSpec        `yaml:"factors"`
 	Grades  *gradesSpec         `yaml:"grades"`
 	Caps    []capSpec           `yaml:"caps"`
+	Warmup  string              `yaml:"warmup"`
 }
 
 type capSpec struct {
@@ -50,6 +54,7 @@ type scoreSpec struct {
 	Factors []factorSpec `yaml:"factors"`
 	Grades  *gradesSpec  `yaml:"grades"`
 	Caps    []capSpec    `yaml:"caps"`
+	Warmup  string       `yaml:"warmup"`
 }
 
 type factorSpec struct {
@@ -116,6 +121,11 @@ func Load(name string, data []byte, opts LoadOptions) (*Ruleset, error) {
 		return nil, decodeErrors(name, &doc, err)
 	}
 	c := compiler{file: name, doc: &doc, opts: opts}
+	for k := range spec.Extensions {
+		if !strings.HasPrefix(k, "x-") {
+			c.fail(fmt.Errorf("%w %q (top-level keys of your own start with x-)", ErrUnknownKey, k), k)
+		}
+	}
 	rs := c.build(&spec)
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
@@ -152,6 +162,7 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 		Factors: c.factors(spec.Score.Factors, "score"),
 		Grades:  c.grades(spec.Score.Grades, defaults, "score"),
 		Caps:    c.caps(spec.Score.Caps, "score"),
+		Warmup:  c.warmup(spec.Score.Warmup, "score"),
 	}
 	names := map[string]bool{DefaultScorecard: true}
 	for i, sc := range spec.Scorecards {
@@ -171,6 +182,10 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 			Factors: c.factors(sc.Factors, "scorecards", i),
 			Grades:  c.grades(sc.Grades, rs.Default.Grades, "scorecards", i),
 			Caps:    c.caps(sc.Caps, "scorecards", i),
+			Warmup:  rs.Default.Warmup,
+		}
+		if sc.Warmup != "" {
+			card.Warmup = c.warmup(sc.Warmup, "scorecards", i)
 		}
 		if len(sc.Match) == 0 {
 			c.fail(fmt.Errorf("%w: a scorecard needs a match (the score block scores everyone else)", ErrMissing), at("match")...)
@@ -229,6 +244,18 @@ func (c *compiler) caps(specs []capSpec, path ...any) []Cap {
 		out = append(out, cp)
 	}
 	return out
+}
+
+// warmup parses a scorecard's warm-up duration ("" is none).
+func (c *compiler) warmup(s string, path ...any) time.Duration {
+	if s == "" {
+		return 0
+	}
+	d, err := ParseDuration(s)
+	if err != nil || d < 0 {
+		c.fail(fmt.Errorf("%w: warmup %q is not a duration (e.g. 7d)", ErrBadValue, s), append(path, "warmup")...)
+	}
+	return d
 }
 
 // grades validates a grades block; a missing block or key takes def's.

@@ -36,6 +36,9 @@ type Scorecard struct {
 	Factors []Factor
 	Grades  Grades
 	Caps    []Cap
+	// Warmup leaves accounts younger than this (tenure_days) unscored,
+	// grade none: their windows do not hold enough history to judge.
+	Warmup time.Duration
 }
 
 // Cap bounds the score while its condition holds: a sign that outweighs
