@@ -1,18 +1,19 @@
 // Package web serves Pulse over HTTP: the JSON API (/api/accounts,
-// /api/accounts/{id}, /api/alerts), a small status page for CSMs, health
+// /api/accounts/{id}, /api/accounts/{id}/history, /api/alerts), the status
+// page for CSMs (/) with an HTML view per account (/accounts/{id}), health
 // and readiness probes, /metrics, and POST /-/reload.
 //
 // It holds no copy of the account states: every request asks the partitions
 // the instance owns (through Source, in their own goroutines), so answers
-// are current and the hot path takes no lock.
+// are current and the hot path takes no lock. The one thing it keeps is
+// Recent, an engine.Sink that remembers each account's latest alert
+// transitions in memory for the account view.
 package web
 
 import (
 	"cmp"
 	"context"
-	"embed"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -42,7 +43,13 @@ type Server struct {
 	// Snoozer silences an account's notifications; nil disables
 	// /api/accounts/{id}/snooze.
 	Snoozer Snoozer
-	Log     *slog.Logger
+	// Recent holds the latest alert transitions for the account view; nil
+	// leaves them out.
+	Recent *Recent
+	// Now is the wall clock the pages compare the partitions' clocks with;
+	// nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Snoozer is the webhook sink's per-account snooze.
@@ -61,12 +68,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /api/accounts", s.accounts)
 	mux.HandleFunc("GET /api/accounts/{id}", s.account)
+	mux.HandleFunc("GET /api/accounts/{id}/history", s.history)
 	mux.HandleFunc("GET /api/alerts", s.alerts)
 	mux.HandleFunc("GET /api/accounts/{id}/snooze", s.snooze)
 	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.snooze)
 	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.snooze)
 	mux.HandleFunc("POST /-/reload", s.reload)
 	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /accounts/{id}", s.accountPage)
 	// Go's profiler, as Prometheus and most Go daemons serve it: bind
 	// listen to a private address.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -147,9 +156,11 @@ type filter struct {
 	limit, offset                     int
 }
 
-func parseFilter(r *http.Request) (filter, error) {
+// parseFilter reads the filter of a request; limit is the page size when
+// the request names none.
+func parseFilter(r *http.Request, limit int) (filter, error) {
 	q := r.URL.Query()
-	f := filter{grade: q.Get("grade"), depth: q.Get("depth"), segment: q.Get("segment"), csm: q.Get("csm"), alert: q.Get("alert"), limit: 100}
+	f := filter{grade: q.Get("grade"), depth: q.Get("depth"), segment: q.Get("segment"), csm: q.Get("csm"), alert: q.Get("alert"), limit: limit}
 	if f.grade != "" && !slices.Contains([]string{"red", "yellow", "green", "none"}, f.grade) {
 		return f, fmt.Errorf("grade %q: want red, yellow, green or none", f.grade)
 	}
@@ -190,7 +201,7 @@ func riskOrder(a, b *engine.AccountState) int {
 	return cmp.Or(cmp.Compare(rank(a.Grade), rank(b.Grade)), cmp.Compare(score(a), score(b)), cmp.Compare(a.AccountID, b.AccountID))
 }
 
-// query collects the matching states, riskiest first, and the total count.
+// query collects the matching states, riskiest first.
 func (s *Server) query(ctx context.Context, f filter) ([]*engine.AccountState, error) {
 	var out []*engine.AccountState
 	err := s.Source.Do(ctx, func(p *engine.Partition) {
@@ -206,7 +217,7 @@ func (s *Server) query(ctx context.Context, f filter) ([]*engine.AccountState, e
 }
 
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilter(r)
+	f, err := parseFilter(r, 100)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -309,79 +320,4 @@ func number(v float64) string {
 		return "null"
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)
-}
-
-//go:embed page.html
-var pageFS embed.FS
-
-var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"score": func(v float64) string {
-		if rules.IsNull(v) {
-			return "—"
-		}
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	},
-	"trend": func(s *engine.AccountState) string {
-		v := s.Metrics[rules.UsageChange7d]
-		switch {
-		case rules.IsNull(v):
-			return "—"
-		case v > 0.05:
-			return fmt.Sprintf("▲ %.0f%%", v*100)
-		case v < -0.05:
-			return fmt.Sprintf("▼ %.0f%%", -v*100)
-		}
-		return "▬ flat"
-	},
-	"worst": worstFactor,
-	"attr": func(s *engine.AccountState, name string) string {
-		a, _ := rules.AttrByName(name)
-		return s.Attrs[a]
-	},
-}).ParseFS(pageFS, "page.html"))
-
-// worstFactor names the factor that costs the account most points.
-func worstFactor(s *engine.AccountState) string {
-	worst := rules.Costliest(s.Factors, 1)
-	if len(worst) == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%s (%.0f/100)", worst[0].Name, worst[0].Points)
-}
-
-type pageData struct {
-	Filter   filter
-	Accounts []*engine.AccountState
-	Total    int // matching the filter
-	All      int
-	Grades   map[string]int
-	Firing   int
-	Now      string
-}
-
-func (s *Server) page(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilter(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	all, err := s.query(r.Context(), filter{limit: 1 << 30})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	d := pageData{Filter: f, All: len(all), Grades: map[string]int{}, Now: time.Now().UTC().Format("2006-01-02 15:04:05 UTC")}
-	for _, st := range all {
-		d.Grades[st.Grade.String()]++
-		d.Firing += len(st.Alerts)
-		if f.match(st) {
-			d.Accounts = append(d.Accounts, st)
-		}
-	}
-	d.Total = len(d.Accounts)
-	d.Accounts = d.Accounts[min(f.offset, len(d.Accounts)):min(f.offset+f.limit, len(d.Accounts))]
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTmpl.Execute(w, d); err != nil && s.Log != nil {
-		s.Log.Warn("status page", "err", err)
-	}
 }

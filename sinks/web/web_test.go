@@ -145,7 +145,7 @@ func TestOneAccountAlertsPageAndProbes(t *testing.T) {
 		t.Fatalf("alerts[0] = %v", alerts[0])
 	}
 	code, _, body = get(t, ts.URL+"/")
-	if code != 200 || !strings.Contains(body, `href="/api/accounts/dark"`) || !strings.Contains(body, `class="grade red"`) {
+	if code != 200 || !strings.Contains(body, `href="/accounts/dark"`) || !strings.Contains(body, `class="grade red"`) {
 		t.Fatalf("page: %d %.300s", code, body)
 	}
 	if code, _, _ := get(t, ts.URL+"/healthz"); code != 200 {
