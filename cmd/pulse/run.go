@@ -86,10 +86,13 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 
 	metrics := prom.New()
-	// Sinks are written in order and a failure retries the batch whole:
-	// webhooks come first (they only queue, and drop what they delivered
-	// already), so a failing ClickHouse never delays a notification.
-	sinks := engine.Sinks{}
+	// Sinks are written in order and a failure retries the batch whole.
+	// The account view's store of recent transitions comes first (it only
+	// copies, in memory, and keeps a retried batch once), then webhooks
+	// (they only queue, and drop what they delivered already), so a
+	// failing ClickHouse never delays a notification.
+	recent := web.NewRecent(web.RecentPerAccount, web.RecentTotal)
+	sinks := engine.Sinks{recent}
 	var notify *webhook.Sink
 	if len(rs.Notify) > 0 {
 		wh := rc.file.Webhooks
@@ -158,7 +161,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	}()
 
 	srv := &http.Server{
-		Handler:           (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify)}).Handler(),
+		Handler:           (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify), Recent: recent}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", rc.file.Listen)
