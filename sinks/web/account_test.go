@@ -252,7 +252,7 @@ func TestStatusPagePaginates(t *testing.T) {
 	}
 }
 
-func TestCatchingUpBanner(t *testing.T) {
+func TestPageCatchingUpBanner(t *testing.T) {
 	ts, _ := historyServer(t, histEnd.Add(CatchUpLag+time.Second))
 	for _, path := range []string{"/", "/accounts/acme"} {
 		_, _, body := get(t, ts.URL+path)

@@ -361,11 +361,11 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return s.Metrics[m]
 	},
 	"fmtMetric": formatMetric,
-	"scoreRaw": func(v float64) string {
+	"scoreRaw": func(v float64) string { // exact, for scripts and tests
 		if rules.IsNull(v) {
 			return ""
 		}
-		return strconv.FormatFloat(v, 'f', 2, 64)
+		return strconv.FormatFloat(v, 'f', -1, 64)
 	},
 }).ParseFS(templateFS, "*.html"))
 

@@ -9,7 +9,7 @@ import (
 	"github.com/pulsehq/pulse/rules"
 )
 
-func TestRecentKeepsTheLatestWithinBounds(t *testing.T) {
+func TestWebRecentKeepsTheLatestWithinBounds(t *testing.T) {
 	r := NewRecent(3, 5)
 	write := func(account string, n int) {
 		b := &engine.Batch{}
@@ -41,7 +41,7 @@ func TestRecentKeepsTheLatestWithinBounds(t *testing.T) {
 	}
 }
 
-func TestRecentIsSafeForConcurrentUse(t *testing.T) {
+func TestWebRecentIsSafeForConcurrentUse(t *testing.T) {
 	r := NewRecent(4, 50)
 	done := make(chan struct{})
 	for w := range 4 {
