@@ -1,19 +1,28 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsehq/pulse/rules"
 )
 
-// The status page, rendered by a real browser (headless Chromium), lists
-// the real accounts the embedded default scores. The screenshot is kept in
-// the test's directory (and copied to $PULSE_SCREENSHOT if set).
+// The status page and an account view, rendered by a real browser
+// (headless Chromium), show the accounts the embedded default scores: the
+// riskiest first, risks apart from opportunities, pages, and per account
+// a score-history chart, the factors and the alerts with their severity.
+// The screenshots are kept in the test's directory (and copied to
+// $PULSE_SCREENSHOT and $PULSE_SCREENSHOT_ACCOUNT if set).
 func TestStatusPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -22,59 +31,197 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		t.Skip("chromium is not installed; ./scripts/test.sh installs it and makes this test required")
 	}
+	data, err := os.ReadFile(exampleRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	severity := map[string]string{}
+	for _, a := range rs.Alerts {
+		severity[a.Name] = a.Kind.String() + " sev-" + a.Severity.String()
+	}
+
 	dir := t.TempDir()
 	port, kport := freePort(t), freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	// 21 days of history replayed fast: the accounts are scored through
+	// 21 UTC midnights, so each has a daily score history. Partitions
+	// without events follow the wall clock after 2s (not a minute), so
+	// the catch-up ends soon after the replay.
 	cfg := writeConfig(t, dir, fmt.Sprintf(`
 listen: 127.0.0.1:%d
 rules: %s
+engine: {idle_advance: 2s}
 embedded: {listen: 127.0.0.1:%d, demo: {enabled: true, accounts: 40, history_days: 21, speed: 200000}}
 checkpoint: {dir: %s}
 output: {transitions_file: ""}
 `, port, exampleRules, kport, filepath.Join(dir, "ckpt")))
 	d := startPulse(t, "run", "--config", cfg)
 	var accounts []struct {
-		ID    string `json:"account_id"`
-		Grade string `json:"grade"`
+		ID string `json:"account_id"`
 	}
 	waitUntil(t, "40 scored accounts", 60*time.Second, func() bool {
 		_, body := httpGet(base + "/api/accounts?limit=1000")
 		return json.Unmarshal(body, &accounts) == nil && len(accounts) == 40
 	})
+	// The demo replays its history, then goes live: while it replays, the
+	// pages say they are catching up; wait until the partitions' clock has
+	// caught up with the wall clock.
+	if _, body := httpGet(base + "/"); !strings.Contains(string(body), `id="catching-up"`) {
+		t.Fatalf("no catching-up banner while the demo replays 21 days:\n%s", body)
+	}
+	waitUntil(t, "the catch-up", 90*time.Second, func() bool {
+		_, body := httpGet(base + "/")
+		return strings.Contains(string(body), `id="as-of"`) && !strings.Contains(string(body), `id="catching-up"`)
+	})
 
-	browse := func(args ...string) []byte {
+	browse := func(path string, args ...string) string {
 		t.Helper()
 		args = append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 			"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir=" + t.TempDir()}, args...)
-		out, err := exec.Command(chromium, append(args, base+"/")...).Output()
+		out, err := exec.Command(chromium, append(args, base+path)...).Output()
 		if err != nil {
-			t.Fatalf("chromium %v: %v\n%s", args, err, d.output())
+			t.Fatalf("chromium %v %s: %v\n%s", args, path, err, d.output())
 		}
-		return out
+		return string(out)
 	}
-	dom := string(browse("--dump-dom"))
-	if !strings.Contains(dom, "Pulse — account health") {
+	screenshot := func(path, name, env string) {
+		t.Helper()
+		shot := filepath.Join(dir, name)
+		browse(path, "--screenshot="+shot, "--window-size=1400,1800", "--hide-scrollbars")
+		info, err := os.Stat(shot)
+		if err != nil || info.Size() < 20_000 {
+			t.Fatalf("screenshot %s: %v (%d bytes)", shot, err, sizeOf(info))
+		}
+		if dst := os.Getenv(env); dst != "" {
+			data, _ := os.ReadFile(shot)
+			os.WriteFile(dst, data, 0o644)
+		}
+		t.Logf("screenshot of %s: %s (%d bytes)", path, shot, info.Size())
+	}
+
+	// The list: every account, riskiest first.
+	dom := browse("/", "--dump-dom")
+	if !strings.Contains(dom, "Pulse — account health") || !strings.Contains(dom, "Scores as of <b>") {
 		t.Fatalf("not the status page:\n%.500s", dom)
 	}
-	// The riskiest account comes first, with its grade.
-	first := accounts[0]
-	if !strings.Contains(dom, ">"+first.ID+"<") || !strings.Contains(dom, `class="grade `+first.Grade+`"`) {
-		t.Fatalf("the page does not list %s (%s)", first.ID, first.Grade)
+	list := pageRows(t, dom)
+	if len(list) != 40 || !strings.Contains(dom, "Accounts 1–40 of 40, riskiest first.") {
+		t.Fatalf("the page lists %d accounts, want 40", len(list))
 	}
-	if n := strings.Count(dom, "/api/accounts/"); n != 40 {
-		t.Fatalf("the page lists %d accounts, want 40", n)
+	for i := 1; i < len(list); i++ {
+		if riskier(list[i], list[i-1]) {
+			t.Fatalf("%v is listed after %v, which is less at risk", list[i], list[i-1])
+		}
 	}
-	shot := filepath.Join(dir, "status.png")
-	browse("--screenshot="+shot, "--window-size=1400,900", "--hide-scrollbars")
-	info, err := os.Stat(shot)
-	if err != nil || info.Size() < 20_000 {
-		t.Fatalf("screenshot %s: %v (%d bytes)", shot, err, sizeOf(info))
+	if !strings.Contains(dom, `<th>Risks</th><th>Opportunities</th>`) || !strings.Contains(dom, `<form class="filters" method="get" action="/">`) {
+		t.Fatal("no risk and opportunity columns, or no filter form")
 	}
-	if dst := os.Getenv("PULSE_SCREENSHOT"); dst != "" {
-		data, _ := os.ReadFile(shot)
-		os.WriteFile(dst, data, 0o644)
+	if n := strings.Count(dom, `href="/accounts/`); n != 40 {
+		t.Fatalf("%d links to account views, want 40", n)
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, info.Size())
+	screenshot("/", "status.png", "PULSE_SCREENSHOT")
+
+	// The second of three pages.
+	page := browse("/?limit=15&offset=15", "--dump-dom")
+	if rows := pageRows(t, page); len(rows) != 15 || !strings.Contains(page, "Accounts 16–30 of 40") ||
+		!strings.Contains(page, `rel="prev"`) || !strings.Contains(page, `rel="next"`) {
+		t.Fatalf("page 2: %d rows\n%s", len(rows), page[strings.Index(page, `<p class="count"`):][:300])
+	}
+
+	// An account with a firing alert: its view has the chart, the factors
+	// and the alert in its severity's colours. (The stream is live: an
+	// alert may resolve between the API's answer and the page.)
+	var alerts []struct {
+		Account string `json:"account_id"`
+		Rule    string `json:"rule"`
+	}
+	if _, body := httpGet(base + "/api/alerts"); json.Unmarshal(body, &alerts) != nil || len(alerts) == 0 {
+		t.Fatalf("no firing alerts: %s", body)
+	}
+	var view, id string
+	for _, a := range alerts[:min(len(alerts), 5)] {
+		id = a.Account
+		var history []struct {
+			Date  string   `json:"date"`
+			Score *float64 `json:"score"`
+		}
+		code, body := httpGet(base + "/api/accounts/" + id + "/history")
+		if code != 200 || json.Unmarshal(body, &history) != nil {
+			t.Fatalf("history of %s: %d %s", id, code, body)
+		}
+		if len(history) < 14 {
+			t.Fatalf("history of %s: %d days, want one per midnight of the demo's 21 days\n%s", id, len(history), body)
+		}
+		view = browse("/accounts/"+id, "--dump-dom")
+		if strings.Contains(view, `<tr class="alert `) {
+			break
+		}
+	}
+	if n := strings.Count(view, `<circle class="pt g-`); !strings.Contains(view, `<svg class="chart" id="history"`) || n < 14 {
+		t.Fatalf("%s: no chart, or %d points, want one per recorded midnight", id, n)
+	}
+	if !strings.Contains(view, `<polyline points="`) {
+		t.Fatalf("%s: the chart draws no line", id)
+	}
+	if !strings.Contains(view, `<table id="factors">`) || strings.Count(view, `<tr class="factor`) < 5 || !strings.Contains(view, "costs most") {
+		t.Fatalf("%s: no factors table", id)
+	}
+	shown := regexp.MustCompile(`<tr class="alert ([a-z]+ sev-[a-z]+)">\s*<td><span class="chip [^"]*"[^>]*>([a-z0-9_]+)</span>`).FindAllStringSubmatch(view, -1)
+	if len(shown) == 0 {
+		t.Fatalf("%s: no firing alert shown", id)
+	}
+	for _, m := range shown {
+		if severity[m[2]] != m[1] {
+			t.Errorf("%s: %s shown as %q, the rules say %q", id, m[2], m[1], severity[m[2]])
+		}
+		// Pulse started empty: the alert's firing transition was seen,
+		// and its message is shown.
+		if !regexp.MustCompile(`(?s)<tr class="transition ` + m[1] + `">.{0,120}>` + m[2] + `</span>`).MatchString(view) {
+			t.Errorf("%s: %s is not among the recent transitions", id, m[2])
+		}
+	}
+	for _, metric := range []string{"score_change_7d", "score_change_30d", "grade_days"} {
+		if !strings.Contains(view, `data-metric="`+metric+`"`) {
+			t.Errorf("%s: no %s among the key metrics", id, metric)
+		}
+	}
+	screenshot("/accounts/"+id, "account.png", "PULSE_SCREENSHOT_ACCOUNT")
+}
+
+// listed is one row of the status page.
+type listed struct {
+	id, grade string
+	score     float64 // NaN when null
+}
+
+func pageRows(t *testing.T, dom string) []listed {
+	t.Helper()
+	var out []listed
+	for _, m := range regexp.MustCompile(`<tr class="account" data-account="([^"]*)" data-grade="([a-z]+)" data-score="([0-9.]*)">`).FindAllStringSubmatch(dom, -1) {
+		score, err := strconv.ParseFloat(cmp.Or(m[3], "NaN"), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, listed{m[1], m[2], score})
+	}
+	return out
+}
+
+// riskier reports whether a ranks before b: red, yellow, green, then no
+// grade; within a grade the lower score, then the account id.
+func riskier(a, b listed) bool {
+	rank := map[string]int{"red": 0, "yellow": 1, "green": 2, "none": 3}
+	score := func(l listed) float64 {
+		if math.IsNaN(l.score) {
+			return 1e9
+		}
+		return l.score
+	}
+	return cmp.Or(cmp.Compare(rank[a.grade], rank[b.grade]), cmp.Compare(score(a), score(b)), cmp.Compare(a.id, b.id)) < 0
 }
 
 func sizeOf(info os.FileInfo) int64 {
