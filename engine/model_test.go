@@ -202,11 +202,11 @@ func modelCases() []modelCase {
 			grade: "red", alerts: []string{"gone_dark"},
 		},
 		{
-			name: "nobody active for a week: red, churn risk",
+			name: "nobody active for a week: red, usage dropped",
 			account: newHistory("dark-week").
 				attrs(day(-120), `"seats":20,"segment":"normal","stage":"stable","renewal_date":"2027-06-01"`).
 				active(0, 18, day(-120), day(-7), 1, allModules...).routine(day(-120)),
-			grade: "red", alerts: []string{"churn_risk"},
+			grade: "red", alerts: []string{"churn_risk", "usage_drop"}, suppressed: []string{"score_falling"},
 		},
 		{
 			name: "dark for two weeks: red",

@@ -408,9 +408,8 @@ func (p *Partition) eachAccount(fn func(*account)) {
 func (p *Partition) state(a *account) AccountState {
 	s := AccountState{AccountID: a.id, Ts: p.clock, Attrs: a.attrs, Grade: a.rulesState.Grade}
 	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
-	card := p.rules.ScorecardFor(&a.attrs)
-	s.Scorecard = card.Name
-	s.Score, s.Factors, s.Caps = card.Explain(&s.Metrics, &a.attrs, s.Depth)
+	card, score, factors, caps := p.rules.Explain(&a.rulesState, &s.Metrics, &a.attrs, s.Depth)
+	s.Scorecard, s.Score, s.Factors, s.Caps = card.Name, score, factors, caps
 	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
 	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
 	if s.Alerts == nil {
