@@ -111,3 +111,11 @@ SELECT
     toDate(toDateTime(intDiv(ts_ns - 1, 1000000000), 'UTC')) AS day,
     account_id, ts_ns, score, grade, depth, dau, mau, events_7d, segment, csm
 FROM pulse.scores;
+
+ALTER TABLE pulse.scores
+    ADD COLUMN scorecard LowCardinality(String) AFTER depth,
+    ADD COLUMN arr Nullable(Float64) AFTER days_to_renewal;
+
+ALTER TABLE pulse.alerts
+    ADD COLUMN suppressed UInt8 AFTER state,
+    ADD COLUMN scorecard LowCardinality(String) AFTER depth;
