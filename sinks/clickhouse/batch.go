@@ -13,20 +13,22 @@ import (
 // batch is the rows of many Writes, stored by one INSERT per table. Score
 // rows are copied into columns as they arrive (the engine reuses its row
 // buffers once Write returns); alert transitions are kept as handed over,
-// since nothing modifies them after emission.
+// since nothing modifies them after emission; revenue rows are copied.
 type batch struct {
-	scores scoreColumns
-	alerts []rules.Transition
-	rows   int
-	seq    uint64    // the last Write it holds
-	first  time.Time // when its first rows came
+	scores  scoreColumns
+	alerts  []rules.Transition
+	revenue []engine.RevenueRow
+	rows    int
+	seq     uint64    // the last Write it holds
+	first   time.Time // when its first rows came
 }
 
 // reset empties the batch for reuse, keeping its memory.
 func (b *batch) reset() {
 	b.scores.reset()
 	clear(b.alerts)
-	b.alerts, b.rows, b.seq = b.alerts[:0], 0, 0
+	clear(b.revenue)
+	b.alerts, b.revenue, b.rows, b.seq = b.alerts[:0], b.revenue[:0], 0, 0
 }
 
 // scoreColumns holds score rows column by column, in the order of
@@ -192,3 +194,5 @@ var alertColumnNames = func() string {
 	}
 	return strings.Join(cols, ", ")
 }()
+
+const revenueColumnNames = "account_id, ts, ts_ns, outcome, arr_before, arr_after, segment, csm"

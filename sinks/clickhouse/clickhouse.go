@@ -1,8 +1,8 @@
 // Package clickhouse writes Pulse's history to ClickHouse for Grafana and
-// CSM leads: score history (scores), alert transitions (alerts) and a daily
-// per-account rollup (daily, fed by a materialized view). It creates and
-// migrates its schema on start, in the dialect the server speaks (18.16 or
-// current), over the native protocol.
+// CSM leads: score history (scores), alert transitions (alerts), renewal
+// outcomes (revenue) and a daily per-account rollup (daily, fed by a
+// materialized view). It creates and migrates its schema on start, in the
+// dialect the server speaks (18.16 or current), over the native protocol.
 //
 // The sink buffers (it is an engine.Flusher): every Write copies its rows
 // into the batch being filled and returns, and one INSERT per table stores
@@ -244,8 +244,15 @@ var ErrClosed = errors.New("clickhouse sink closed")
 // filled and returns — at once, unless that one is full while the one
 // before is still being stored (backpressure), until ctx ends.
 func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
-	if len(b.Scores) == 0 && len(b.Transitions) == 0 {
+	if len(b.Scores) == 0 && len(b.Transitions) == 0 && len(b.Revenue) == 0 {
 		return nil
+	}
+	for i := range b.Revenue {
+		// An INSERT with an outcome the table has not would fail on every
+		// retry and hold everything back.
+		if o := b.Revenue[i].Outcome; int(o) >= len(engine.OutcomeNames) || engine.OutcomeNames[o] == "" {
+			panic(fmt.Sprintf("BUG: revenue row of %s with outcome %d", b.Revenue[i].AccountID, o))
+		}
 	}
 	s.mu.Lock()
 	for !s.closed && s.filling.rows >= s.cfg.BatchRows {
@@ -264,7 +271,8 @@ func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
 	}
 	f.scores.append(b.Scores)
 	f.alerts = append(f.alerts, b.Transitions...)
-	f.rows += len(b.Scores) + len(b.Transitions)
+	f.revenue = append(f.revenue, b.Revenue...)
+	f.rows += len(b.Scores) + len(b.Transitions) + len(b.Revenue)
 	s.written++
 	f.seq = s.written
 	if f.rows >= s.cfg.BatchRows {
@@ -468,7 +476,27 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		}
 		s.cfg.Inserted("alerts", len(b.alerts))
 		clear(b.alerts)
-		b.alerts = b.alerts[:0]
+		b.alerts = b.alerts[:0] // stored: a retry of the revenue must not insert them again
+	}
+	if len(b.revenue) > 0 {
+		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.revenue (%s)", s.cfg.Database, revenueColumnNames))
+		if err != nil {
+			return err
+		}
+		for i := range b.revenue {
+			r := &b.revenue[i]
+			if err := ib.Append(r.AccountID, time.Unix(0, r.Ts).UTC(), uint64(r.Ts), r.Outcome.String(),
+				r.ArrBefore, r.ArrAfter, r.Segment, r.CSM); err != nil {
+				ib.Abort()
+				return err
+			}
+		}
+		if err := ib.Send(); err != nil {
+			return err
+		}
+		s.cfg.Inserted("revenue", len(b.revenue))
+		clear(b.revenue)
+		b.revenue = b.revenue[:0]
 	}
 	return nil
 }

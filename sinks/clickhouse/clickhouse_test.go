@@ -85,8 +85,8 @@ func TestSchemaIsCreatedOnceOnThisServer(t *testing.T) {
 	if n := count(t, again, "SELECT count() FROM pulse.pulse_schema"); n != uint64(len(migrations("pulse", sink.dialect))) {
 		t.Fatalf("%d migrations recorded after two opens, want each once", n)
 	}
-	if n := count(t, sink, "SELECT count() FROM system.tables WHERE database = 'pulse' AND name IN ('scores', 'alerts', 'daily', 'daily_mv')"); n != 4 {
-		t.Fatalf("%d of the 4 tables exist", n)
+	if n := count(t, sink, "SELECT count() FROM system.tables WHERE database = 'pulse' AND name IN ('scores', 'alerts', 'daily', 'daily_mv', 'revenue')"); n != 5 {
+		t.Fatalf("%d of the 5 tables exist", n)
 	}
 }
 
@@ -392,11 +392,18 @@ func TestTransitionsKeepScorecardAndSuppressed(t *testing.T) {
 }
 
 // The grade and depth columns are written as their enum values, which
-// must be the rules' constants.
+// must be the rules' constants; the outcome enum has every outcome, valued
+// as the engine's constants.
 func TestEnumValuesAreTheRulesConstants(t *testing.T) {
 	for ddl, name := range map[string]func(int) string{
 		gradeEnum: func(i int) string { return rules.Grade(i).String() },
 		depthEnum: func(i int) string { return rules.Depth(i).String() },
+		outcomeEnum: func(i int) string {
+			if i >= len(engine.OutcomeNames) {
+				return "?"
+			}
+			return engine.Outcome(i).String()
+		},
 	} {
 		m := regexp.MustCompile(`'(\w+)' = (\d+)`).FindAllStringSubmatch(ddl, -1)
 		if len(m) < 4 {
@@ -409,11 +416,21 @@ func TestEnumValuesAreTheRulesConstants(t *testing.T) {
 			}
 		}
 	}
+	named := 0
+	for _, n := range engine.OutcomeNames {
+		if n != "" {
+			named++
+		}
+	}
+	if n := strings.Count(outcomeEnum, "' = "); n != named {
+		t.Errorf("%s has %d of the %d outcomes", outcomeEnum, n, named)
+	}
 }
 
 // While ClickHouse is down, Writes fill the buffer and then block, and
 // Flush does not return (so the consumer commits nothing past what
-// ClickHouse holds); once it is back, everything is stored.
+// ClickHouse holds); once it is back, everything is stored, renewal
+// outcomes too.
 func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	srv := chtest.Start(t)
 	ctx := context.Background()
@@ -423,6 +440,8 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	for i := range 30 {
 		bs = append(bs, engine.Batch{Scores: all[i*len(all)/30 : (i+1)*len(all)/30]})
 	}
+	revenue := revenueRows(6)
+	bs[2].Revenue, bs[25].Revenue = revenue[:3], revenue[3:]
 	// A batch holds a third of the rows: the first third fills one batch,
 	// whose INSERT fails; the next fills the second; the rest must wait.
 	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "pulse", BatchRows: len(all) / 3, FlushInterval: 50 * time.Millisecond, Log: quiet})
@@ -475,6 +494,9 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	}
 	if n := count(t, sink, "SELECT count() FROM pulse.scores FINAL"); n != uint64(nScores) {
 		t.Fatalf("%d score rows after recovery, want %d", n, nScores)
+	}
+	if n := count(t, sink, "SELECT count() FROM pulse.revenue FINAL"); n != uint64(len(revenue)) {
+		t.Fatalf("%d revenue rows after recovery, want %d", n, len(revenue))
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // previousSchema is the number of migrations the release before
-// scorecards and arr had.
+// scorecards, arr and revenue had.
 const previousSchema = 9
 
 // insertV1 stores score rows and transitions with the columns of the
@@ -105,9 +105,9 @@ func newColumns(d dialect) map[string]string {
 }
 
 // A database of the previous schema, holding rows, gains the new columns
-// on start: its rows read with an empty scorecard,
+// and the revenue table on start: its rows read with an empty scorecard,
 // a null arr and not suppressed, and new rows store every new column.
-func TestUpgradeAddsScorecardARRAndSuppressed(t *testing.T) {
+func TestUpgradeAddsScorecardARRSuppressedAndRevenue(t *testing.T) {
 	srv := chtest.Start(t)
 	ctx := context.Background()
 	conn, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}})
@@ -139,6 +139,9 @@ func TestUpgradeAddsScorecardARRAndSuppressed(t *testing.T) {
 			t.Errorf("after the upgrade %s is %q, want %q", col, after[col], typ)
 		}
 	}
+	if after["revenue.outcome"] != outcomeEnum {
+		t.Errorf("revenue.outcome is %q, want %s", after["revenue.outcome"], outcomeEnum)
+	}
 	if n := count(t, sink, "SELECT toUInt64(max(version)) FROM up.pulse_schema"); n != uint64(len(migrations("up", sink.dialect))) {
 		t.Fatalf("schema at version %d after the upgrade", n)
 	}
@@ -162,7 +165,8 @@ func TestUpgradeAddsScorecardARRAndSuppressed(t *testing.T) {
 			}
 		}
 	}
-	b := engine.Batch{Scores: bs[len(bs)-1].Scores, Transitions: trs}
+	b := engine.Batch{Scores: bs[len(bs)-1].Scores, Transitions: trs,
+		Revenue: []engine.RevenueRow{{AccountID: "a", Ts: 1, Outcome: engine.OutcomeRenewed, ArrBefore: 1, ArrAfter: 2}}}
 	withARR := 0
 	for i := range b.Scores {
 		b.Scores[i].Ts++
@@ -184,6 +188,9 @@ func TestUpgradeAddsScorecardARRAndSuppressed(t *testing.T) {
 	}
 	if n := count(t, sink, "SELECT count() FROM up.alerts FINAL WHERE suppressed = 1 AND scorecard != ''"); n != uint64(nSuppressed) || n == 0 {
 		t.Fatalf("%d transitions stored as suppressed after the upgrade, want %d", n, nSuppressed)
+	}
+	if n := count(t, sink, "SELECT count() FROM up.revenue"); n != 1 {
+		t.Fatalf("%d revenue rows after the upgrade, want 1", n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -48,6 +49,22 @@ const (
 	gradeEnum = "Enum8('none' = 0, 'red' = 1, 'yellow' = 2, 'green' = 3)"
 	depthEnum = "Enum8('none' = 0, 'record' = 1, 'process' = 2, 'integration' = 3, 'custom' = 4)"
 )
+
+// outcomeEnum is the revenue table's outcome type: engine.OutcomeNames
+// with their values (OutcomeNone, which never leaves the decoder, has no
+// name). The migration that creates the table is built from it, so a new
+// outcome changes the text of a shipped migration (TestDDLText says so):
+// it needs a migration of its own, ALTER TABLE revenue MODIFY COLUMN
+// outcome, to reach existing tables.
+var outcomeEnum = func() string {
+	var vals []string
+	for v, name := range engine.OutcomeNames {
+		if name != "" {
+			vals = append(vals, fmt.Sprintf("'%s' = %d", name, v))
+		}
+	}
+	return "Enum8(" + strings.Join(vals, ", ") + ")"
+}()
 
 // scoresV1Metrics are the metrics of the first scores table (migration
 // 1): the ones CSM dashboards chart. (A row of all the metrics doubles
@@ -121,7 +138,27 @@ func migrations(db string, d dialect) []migration {
 			{"suppressed", "UInt8", "state"},
 			{"scorecard", d.lowCard("String"), "depth"},
 		}},
+		// 12: renewal outcomes (SPEC §5 "Revenue"), one row per renewal
+		// event, keyed so that a replay writes the same keys. Kept forever
+		// (no TTL): a row per account and year, and retention compares
+		// years.
+		migration{stmt: revenueTable(db, d)},
 	)
+}
+
+func revenueTable(db string, d dialect) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.revenue (
+    account_id String,
+    ts DateTime('UTC')%s,
+    ts_ns UInt64,
+    outcome %s,
+    arr_before Float64,
+    arr_after Float64,
+    segment %s,
+    csm %s,
+    inserted DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(inserted)
+ORDER BY (account_id, ts, outcome, ts_ns)`, db, d.codecTime, outcomeEnum, d.lowCard("String"), d.lowCard("String"))
 }
 
 // firstMigrations are migrations 1–9, all statements.
