@@ -573,9 +573,10 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 		touch = d == 0 // and never again
 	}
 	if touch {
-		s := g.begin(at(14+r.Float64()*3), a, "touch")
+		ts := at(14 + r.Float64()*3)
+		s := g.begin(ts, a, "touch")
 		g.str("channel", []string{"meeting", "call", "email", "qbr", "chat"}[r.IntN(5)])
-		g.end(at(14), s)
+		g.end(ts, s)
 	}
 	if renewedOn := n + a.renewalDays - 365; d == renewedOn {
 		before := float64(a.Seats) * a.arrPerSeat
@@ -596,11 +597,12 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 		g.end(ts, s)
 	}
 	if a.Archetype == ChampionLost && d == n-20 {
-		s := g.begin(at(11), a, "stakeholder")
+		ts := at(11)
+		s := g.begin(ts, a, "stakeholder")
 		g.str("role", "champion")
 		g.str("change", "left")
 		g.str("user_id", a.users[0].id)
-		g.end(at(11), s)
+		g.end(ts, s)
 	}
 }
 
