@@ -140,15 +140,21 @@ func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
 		t.Fatalf("replay: exit %d, stderr %s", code, errs)
 	}
 	firing := map[string][]string{}
+	grades := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var s struct {
 			ID     string   `json:"account_id"`
+			Grade  string   `json:"grade"`
 			Alerts []string `json:"alerts"`
 		}
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
 			t.Fatal(err)
 		}
 		firing[s.ID] = s.Alerts
+		grades[s.Grade]++
+	}
+	if grades["green"] == 0 || grades["yellow"] == 0 || grades["red"] == 0 {
+		t.Errorf("want every grade among the generated accounts, got %v", grades)
 	}
 	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: seed, End: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)})
 	seen := map[synth.Archetype]int{}
