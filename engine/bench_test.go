@@ -24,13 +24,20 @@ func benchLines(b *testing.B, accounts, days int) [][]byte {
 	return lines
 }
 
-func exampleRules(tb testing.TB) *rules.Ruleset {
+func exampleRules(tb testing.TB) *rules.Ruleset { return loadRules(tb, "../deploy/rules/example.yaml") }
+
+// fixedRules is the model shipped before the health model v2, kept for
+// tests of the engine's mechanics whose expectations must not move with
+// the shipped model.
+func fixedRules(tb testing.TB) *rules.Ruleset { return loadRules(tb, "testdata/rules-v1.yaml") }
+
+func loadRules(tb testing.TB, path string) *rules.Ruleset {
 	tb.Helper()
-	data, err := os.ReadFile("../deploy/rules/example.yaml")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
+	rs, err := rules.Load(path, data, rules.LoadOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}

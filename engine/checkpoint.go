@@ -225,6 +225,7 @@ func (e *encoder) account(a *account) {
 	// Version 3.
 	e.varint(int64(a.eventsFrom))
 	e.string(a.rulesState.Scorecard)
+	e.uvarint(uint64(a.rulesState.Caps))
 	e.varint(a.gradeSince)
 	e.varint(int64(a.histStart))
 	e.uvarint(uint64(len(a.hist)))
@@ -422,6 +423,7 @@ func (d *decoder) account(in *interner) *account {
 func (d *decoder) accountV3(a *account) {
 	a.eventsFrom = int32(d.varint())
 	a.rulesState.Scorecard = d.string()
+	a.rulesState.Caps = uint32(d.uvarint())
 	a.gradeSince = d.varint()
 	a.histStart = int32(d.varint())
 	if n := d.count(1); n > 0 {

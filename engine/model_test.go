@@ -169,17 +169,17 @@ func modelCases() []modelCase {
 			grade: "green", alerts: []string{"gone_silent"},
 		},
 		{
-			name: "healthy, 80 days from renewal: prepare it",
+			name:    "healthy, 80 days from renewal: prepare it",
 			account: healthy("renewing", "normal").attrs(day(-100), `"renewal_date":"2027-02-08"`),
 			grade:   "green", alerts: []string{"renewal_prep"},
 		},
 		{
-			name: "healthy micro account 80 days from renewal: too early (30-day window)",
+			name:    "healthy micro account 80 days from renewal: too early (30-day window)",
 			account: healthy("renewing-micro-early", "micro").attrs(day(-100), `"renewal_date":"2027-02-08"`),
 			grade:   "green", alerts: nil,
 		},
 		{
-			name: "healthy micro account 20 days from renewal: prepare it",
+			name:    "healthy micro account 20 days from renewal: prepare it",
 			account: healthy("renewing-micro", "micro").attrs(day(-100), `"renewal_date":"2026-12-10"`),
 			grade:   "green", alerts: []string{"renewal_prep"},
 		},
@@ -202,11 +202,11 @@ func modelCases() []modelCase {
 			grade: "red", alerts: []string{"gone_dark"},
 		},
 		{
-			name: "nobody active for a week: red, churn risk",
+			name: "nobody active for a week: red, usage dropped",
 			account: newHistory("dark-week").
 				attrs(day(-120), `"seats":20,"segment":"normal","stage":"stable","renewal_date":"2027-06-01"`).
 				active(0, 18, day(-120), day(-7), 1, allModules...).routine(day(-120)),
-			grade: "red", alerts: []string{"churn_risk"},
+			grade: "red", alerts: []string{"churn_risk", "usage_drop"}, suppressed: []string{"score_falling"},
 		},
 		{
 			name: "dark for two weeks: red",
@@ -247,7 +247,9 @@ func TestShippedModelFlagsThePracticesWarningSigns(t *testing.T) {
 			r := NewReplayer(rs, Config{}, 1, modelEnd.UnixNano(), 0)
 			evs := slices.Clone(c.account.events)
 			slices.SortStableFunc(evs, func(a, b modelEvent) int { return a.ts.Compare(b.ts) })
-			r.OnReject = func(line int, reason Reason, detail string) { t.Fatalf("event %d rejected: %s (%s)", line, reason, detail) }
+			r.OnReject = func(line int, reason Reason, detail string) {
+				t.Fatalf("event %d rejected: %s (%s)", line, reason, detail)
+			}
 			for i, e := range evs {
 				r.Line(i+1, []byte(e.json))
 			}

@@ -53,8 +53,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eval_interval: %v must be positive", c.EvalInterval)
 	case c.SweepInterval < c.EvalInterval:
 		return fmt.Errorf("sweep_interval: %v must be at least eval_interval (%v)", c.SweepInterval, c.EvalInterval)
-	case (24*time.Hour)%c.SweepInterval != 0:
-		return fmt.Errorf("sweep_interval: %v must divide 24h, so that a sweep records every account's score at each UTC midnight", c.SweepInterval)
+	case (24*time.Hour)%c.SweepInterval != 0 && c.SweepInterval%(24*time.Hour) != 0:
+		return fmt.Errorf("sweep_interval: %v must divide 24h or be whole days, so that sweeps fall on UTC midnights and record the scores", c.SweepInterval)
 	case c.ScoreInterval <= 0:
 		return fmt.Errorf("score_interval: %v must be positive", c.ScoreInterval)
 	}
@@ -408,9 +408,8 @@ func (p *Partition) eachAccount(fn func(*account)) {
 func (p *Partition) state(a *account) AccountState {
 	s := AccountState{AccountID: a.id, Ts: p.clock, Attrs: a.attrs, Grade: a.rulesState.Grade}
 	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
-	card := p.rules.ScorecardFor(&a.attrs)
-	s.Scorecard = card.Name
-	s.Score, s.Factors, s.Caps = card.Explain(&s.Metrics, &a.attrs, s.Depth)
+	card, score, factors, caps := p.rules.Explain(&a.rulesState, &s.Metrics, &a.attrs, s.Depth)
+	s.Scorecard, s.Score, s.Factors, s.Caps = card.Name, score, factors, caps
 	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
 	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
 	if s.Alerts == nil {

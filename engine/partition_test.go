@@ -209,7 +209,7 @@ func TestAccountStateJSON(t *testing.T) {
 // Score rows: one at the first evaluation, then on a grade, depth or score
 // change of ScoreStep, or after ScoreInterval; none when switched off.
 func TestScoreRows(t *testing.T) {
-	rs := exampleRules(t)
+	rs := fixedRules(t)
 	feed := func(cfg Config, lines ...string) []ScoreRow {
 		p := NewPartition(0, rs, cfg)
 		var d Decoder

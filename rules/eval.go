@@ -16,9 +16,12 @@ type State struct {
 	Grade Grade
 	// Scorecard names the scorecard Grade was given by ("" in state from
 	// before scorecards: taken as the current one). A move to another
-	// scorecard restarts the grade's hysteresis.
+	// scorecard restarts the grade's hysteresis and its caps.
 	Scorecard string
-	Alerts    []AlertState
+	// Caps has bit i set while the scorecard's cap i holds: a cap with a
+	// clear condition stays on until that holds.
+	Caps   uint32
+	Alerts []AlertState
 }
 
 // AlertState is one pending or firing alert episode. Inactive alerts have
@@ -205,37 +208,54 @@ func (rs *Ruleset) ScoreAccount(e *Evaluator, st *State, in Input) Scored {
 	score, factors := card.Score(in.Metrics, e.factors)
 	e.factors = factors
 	e.env = env{values: in.Metrics, attrs: in.Attrs, score: Null, depth: in.Depth.String()}
-	score, e.caps = card.cap(&e.env, score, e.caps[:0])
-	prev := st.Grade
+	prev, held := st.Grade, st.Caps
 	if st.Scorecard != card.Name && st.Scorecard != "" {
-		prev = GradeNone // new grade lines: hysteresis restarts
+		prev, held = GradeNone, 0 // new grade lines: hysteresis restarts
 	}
+	score, st.Caps, e.caps = card.cap(&e.env, score, held, e.caps[:0])
 	st.Grade = card.Grades.Next(prev, score)
 	st.Scorecard = card.Name
 	return Scored{Card: card, Score: score, Grade: st.Grade, Prev: prev, Factors: factors, Caps: e.caps}
 }
 
 // Explain scores an account without moving any state: the score, its
-// factors and the caps that hold, as an evaluation at the same time would
-// (the grade is the caller's). The slices are newly allocated.
-func (c *Scorecard) Explain(v *Values, attrs *[NumAttrs]string, depth Depth) (float64, []FactorResult, []string) {
+// factors and the caps that hold, as an evaluation at the same time would,
+// given the state of its last evaluation (the grade is the caller's). The
+// slices are newly allocated.
+func (rs *Ruleset) Explain(st *State, v *Values, attrs *[NumAttrs]string, depth Depth) (*Scorecard, float64, []FactorResult, []string) {
+	c := rs.ScorecardFor(attrs)
+	held := st.Caps
+	if st.Scorecard != c.Name && st.Scorecard != "" {
+		held = 0
+	}
 	score, factors := c.Score(v, nil)
-	score, caps := c.cap(&env{values: v, attrs: attrs, score: Null, depth: depth.String()}, score, nil)
-	return score, factors, caps
+	score, _, caps := c.cap(&env{values: v, attrs: attrs, score: Null, depth: depth.String()}, score, held, nil)
+	return c, score, factors, caps
 }
 
 // cap applies the caps that hold to score, appending their names to names.
-// A null score stays null: a cap bounds a score, it does not make one.
-func (c *Scorecard) cap(e *env, score float64, names []string) (float64, []string) {
-	for _, cp := range c.Caps {
-		if cp.when.eval(e) {
-			names = append(names, cp.Name)
-			if !IsNull(score) {
-				score = min(score, cp.Max)
-			}
+// held has bit i set if cap i held at the last evaluation: it goes on
+// when `when` holds and off when `clear` does (or `when` no longer holds,
+// without a clear). A null score stays null: a cap bounds a score, it does
+// not make one.
+func (c *Scorecard) cap(e *env, score float64, held uint32, names []string) (float64, uint32, []string) {
+	var now uint32
+	for i, cp := range c.Caps {
+		bit := uint32(1) << i
+		on := cp.when.eval(e)
+		if held&bit != 0 && cp.clear != nil {
+			on = !cp.clear.eval(e)
+		}
+		if !on {
+			continue
+		}
+		now |= bit
+		names = append(names, cp.Name)
+		if !IsNull(score) {
+			score = min(score, cp.Max)
 		}
 	}
-	return score, names
+	return score, now, names
 }
 
 // StepAlerts steps the account's alerts at time now, given its score (from

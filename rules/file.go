@@ -38,9 +38,10 @@ type scorecardSpec struct {
 }
 
 type capSpec struct {
-	Name string   `yaml:"name"`
-	When string   `yaml:"when"`
-	Max  *float64 `yaml:"max"`
+	Name  string   `yaml:"name"`
+	When  string   `yaml:"when"`
+	Clear string   `yaml:"clear"`
+	Max   *float64 `yaml:"max"`
 }
 
 type modulesSpec struct {
@@ -206,6 +207,9 @@ func (c *compiler) build(spec *fileSpec) *Ruleset {
 func (c *compiler) caps(specs []capSpec, path ...any) []Cap {
 	var out []Cap
 	names := map[string]bool{}
+	if len(specs) > maxCaps {
+		c.fail(fmt.Errorf("%w: at most %d caps", ErrBadValue, maxCaps), append(path, "caps")...)
+	}
 	for i, cs := range specs {
 		at := func(k string) []any { return append(path[:len(path):len(path)], "caps", i, k) }
 		switch {
@@ -223,27 +227,36 @@ func (c *compiler) caps(specs []capSpec, path ...any) []Cap {
 		} else if cp.Max = *cs.Max; cp.Max < 0 || cp.Max > 100 {
 			c.fail(fmt.Errorf("%w: max must be within 0…100, got %g", ErrBadValue, cp.Max), at("max")...)
 		}
-		var err error
-		switch {
-		case cs.When == "":
+		if cs.When == "" {
 			c.fail(ErrMissing, at("when")...)
-		default:
-			if cp.when, err = compileCondition(cs.When); err != nil {
-				c.fail(err, at("when")...)
-				break
-			}
-			for _, r := range cp.when.reads {
-				if m, ok := MetricByName(r); r == nameScore || ok && m.ScoreBased() {
-					c.fail(fmt.Errorf("%w: a cap cannot read %s: it bounds the score it derives from", ErrBadExpression, r), at("when")...)
-				}
-			}
-			if cp.when.readsGrade {
-				c.fail(fmt.Errorf("%w: a cap cannot read grade: it bounds the score the grade derives from", ErrBadExpression), at("when")...)
-			}
+		} else {
+			cp.when = c.capCondition(cs.When, at("when"))
+		}
+		if cs.Clear != "" {
+			cp.clear = c.capCondition(cs.Clear, at("clear"))
 		}
 		out = append(out, cp)
 	}
 	return out
+}
+
+// capCondition compiles a cap's when or clear: it may not read the score,
+// what derives from it, or the grade.
+func (c *compiler) capCondition(src string, at []any) *condition {
+	cond, err := compileCondition(src)
+	if err != nil {
+		c.fail(err, at...)
+		return nil
+	}
+	for _, r := range cond.reads {
+		if m, ok := MetricByName(r); r == nameScore || ok && m.ScoreBased() {
+			c.fail(fmt.Errorf("%w: a cap cannot read %s: it bounds the score it derives from", ErrBadExpression, r), at...)
+		}
+	}
+	if cond.readsGrade {
+		c.fail(fmt.Errorf("%w: a cap cannot read grade: it bounds the score the grade derives from", ErrBadExpression), at...)
+	}
+	return cond
 }
 
 // warmup parses a scorecard's warm-up duration ("" is none).

@@ -45,10 +45,14 @@ type Scorecard struct {
 // every factor (no user active for two weeks) keeps the score at most Max
 // however good the rest looks.
 type Cap struct {
-	Name string
-	Max  float64
-	when *condition
+	Name        string
+	Max         float64
+	when, clear *condition // clear nil: the cap lifts when `when` no longer holds
 }
+
+// maxCaps bounds the caps of one scorecard: State keeps which hold in a
+// bit set.
+const maxCaps = 32
 
 // ScorecardFor returns the first scorecard whose match fits the
 // attributes, or the default one.

@@ -133,7 +133,7 @@ func defaultConfig() fileConfig {
 		ClickHouse: clickhouseConfig{Database: "pulse", Username: "default", BatchRows: 100_000, FlushInterval: "1s"},
 		Checkpoint: checkpointConfig{Dir: "pulse-data/checkpoints", Interval: "30s"},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
-			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 35, Speed: 20000, Seed: 1}},
+			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
 		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state"},
 		Log:      logConfig{Level: "info"},

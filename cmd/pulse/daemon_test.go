@@ -171,12 +171,18 @@ func writeConfig(t testing.TB, dir, body string) string {
 // replayed returns what `pulse replay` says of lines: states (one JSON
 // object each, sorted by account), transitions (sorted) and score rows (as
 // "account ts_ns grade score", sorted).
-func replayed(t testing.TB, lines [][]byte) (states, transitions, scores []string) {
+func loadExampleRules(t testing.TB) *rules.Ruleset {
+	t.Helper()
 	data, _ := os.ReadFile(exampleRules)
 	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rs
+}
+
+func replayed(t testing.TB, lines [][]byte) (states, transitions, scores []string) {
+	rs := loadExampleRules(t)
 	r := engine.NewReplayer(rs, engine.Config{ScoreRows: true}, 8, 0, 0)
 	for i, l := range lines {
 		r.Line(i+1, l)
@@ -323,14 +329,24 @@ clickhouse: {addr: [%s], database: crash, flush_interval: 50ms}
 }
 
 // transitionKeys turns transitions (JSON) into sorted "alert_id state" keys.
-func transitionKeys(transitions []string) []string {
+func transitionKeys(transitions []string) []string { return keysOf(transitions, false) }
+
+// notifiedKeys are the keys of the transitions notifiers send: the ones no
+// inhibiting alert suppressed.
+func notifiedKeys(transitions []string) []string { return keysOf(transitions, true) }
+
+func keysOf(transitions []string, notifiedOnly bool) []string {
 	var keys []string
 	for _, tr := range transitions {
 		var x struct {
-			ID    string `json:"alert_id"`
-			State string `json:"state"`
+			ID         string `json:"alert_id"`
+			State      string `json:"state"`
+			Suppressed bool   `json:"suppressed"`
 		}
 		json.Unmarshal([]byte(tr), &x)
+		if notifiedOnly && x.Suppressed {
+			continue
+		}
 		keys = append(keys, x.ID+" "+x.State)
 	}
 	slices.Sort(keys)

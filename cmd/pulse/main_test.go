@@ -85,7 +85,7 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("not JSON: %v\n%s", err, lines[0])
 	}
 	if first.AccountID != "acme" || first.Ts != "2026-11-20T00:00:00Z" || *first.Metrics["dau"] != 1 || *first.Metrics["seats"] != 10 ||
-		first.Metrics["usage_change_7d"] != nil || first.Attrs["segment"] != "normal" || len(first.Factors) != 7 || first.Alerts == nil {
+		first.Metrics["usage_change_7d"] != nil || first.Attrs["segment"] != "normal" || len(first.Factors) != 10 || first.Alerts == nil {
 		t.Fatalf("acme state: %+v", first)
 	}
 	if len(first.Metrics) != rules.NumMetrics {
@@ -130,8 +130,8 @@ func TestReplaySurvivesHugeLines(t *testing.T) {
 // pulse gen | pulse replay on the example rules: every archetype raises
 // the alert it stands for, and healthy accounts raise no risk alert.
 func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
-	const accounts, days, seed = 160, 60, 11
-	code, stream, errs := pulse(t, "", "gen", "--accounts", "160", "--days", "60", "--seed", "11", "--end", "2026-11-20T00:00:00Z")
+	const accounts, days, seed = 240, 100, 11
+	code, stream, errs := pulse(t, "", "gen", "--accounts", "240", "--days", "100", "--seed", "11", "--end", "2026-11-20T00:00:00Z")
 	if code != 0 {
 		t.Fatalf("gen: %d %s", code, errs)
 	}
@@ -140,15 +140,21 @@ func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
 		t.Fatalf("replay: exit %d, stderr %s", code, errs)
 	}
 	firing := map[string][]string{}
+	grades := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var s struct {
 			ID     string   `json:"account_id"`
+			Grade  string   `json:"grade"`
 			Alerts []string `json:"alerts"`
 		}
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
 			t.Fatal(err)
 		}
 		firing[s.ID] = s.Alerts
+		grades[s.Grade]++
+	}
+	if grades["green"] == 0 || grades["yellow"] == 0 || grades["red"] == 0 {
+		t.Errorf("want every grade among the generated accounts, got %v", grades)
 	}
 	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: seed, End: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)})
 	seen := map[synth.Archetype]int{}
@@ -158,7 +164,7 @@ func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
 		want := a.Archetype.ExpectedAlert()
 		if want == "" {
 			for _, name := range alerts {
-				if !strings.HasPrefix(name, "renewal_") && name != "expansion" {
+				if name != "renewal_prep" && name != "renewal_at_risk" {
 					t.Errorf("healthy %s fires %s", a.ID, name)
 				}
 			}
@@ -187,5 +193,67 @@ func TestGenIsDeterministic(t *testing.T) {
 	_, c, _ := pulse(t, "", "gen", "--accounts", "20", "--days", "5", "--seed", "4", "--end", "2026-11-20T00:00:00Z")
 	if c == a {
 		t.Fatal("another seed gave the same stream")
+	}
+}
+
+// The embedded demo's load, scored by the shipped model: by the end of its
+// history every grade is on the page (red included) and every shipped
+// alert has fired, unsuppressed, at least once — so a new user sees the
+// whole model at work.
+func TestDemoShowsEveryGradeAndFiresEveryAlert(t *testing.T) {
+	d := defaultConfig().Embedded.Demo
+	end := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	g := synth.New(synth.Options{Accounts: d.Accounts, Days: d.HistoryDays + 1, Seed: d.Seed, End: end})
+	var stream strings.Builder
+	for day := range g.Days() {
+		g.Day(day, func(l []byte) { stream.Write(l); stream.WriteByte('\n') })
+	}
+	events := writeFile(t, "demo.jsonl", stream.String())
+	code, states, errs := pulse(t, "", "replay", "--rules", exampleRules, "--events", events)
+	if code != 0 || errs != "" {
+		t.Fatalf("replay: exit %d, stderr %s", code, errs)
+	}
+	grades := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(states), "\n") {
+		var s struct{ Grade string }
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatal(err)
+		}
+		grades[s.Grade]++
+	}
+	for _, g := range []string{"green", "yellow", "red"} {
+		if grades[g] == 0 {
+			t.Errorf("no %s account at the end of the demo's history: %v", g, grades)
+		}
+	}
+	code, transitions, errs := pulse(t, "", "replay", "--rules", exampleRules, "--events", events, "--transitions")
+	if code != 0 || errs != "" {
+		t.Fatalf("replay --transitions: exit %d, stderr %s", code, errs)
+	}
+	fired := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(transitions), "\n") {
+		var tr struct {
+			Rule, State string
+			Suppressed  bool
+		}
+		if err := json.Unmarshal([]byte(line), &tr); err != nil {
+			t.Fatal(err)
+		}
+		if tr.State == "firing" && !tr.Suppressed {
+			fired[tr.Rule]++
+		}
+	}
+	data, err := os.ReadFile(exampleRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range rs.Alerts {
+		if fired[a.Name] == 0 {
+			t.Errorf("%s never fired over the demo's history (%v)", a.Name, fired)
+		}
 	}
 }

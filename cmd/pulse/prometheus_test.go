@@ -36,7 +36,7 @@ output: {transitions_file: "", metrics_interval: 200ms}
 	for expr, check := range map[string]func(float64) bool{
 		`sum(pulse_events_total{result="ok"})`:                                func(v float64) bool { return v > 1000 },
 		`count(pulse_kafka_lag{topic="events"})`:                              func(v float64) bool { return v == 8 },
-		`count(pulse_alerts_firing)`:                                          func(v float64) bool { return v == 9 },
+		`count(pulse_alerts_firing)`:                                          func(v float64) bool { return v == float64(len(loadExampleRules(t).Alerts)) },
 		`count(pulse_accounts_by_depth)`:                                      func(v float64) bool { return v == 5 },
 		`pulse_score_count`:                                                   func(v float64) bool { return v == 30 },
 		`count(pulse:events:rate5m)`:                                          func(v float64) bool { return v >= 1 },

@@ -16,33 +16,60 @@ import (
 type Archetype uint8
 
 // The archetypes, each meant to raise one alert of the example rules
-// (healthy raises none).
+// (healthy raises none but opportunities near its renewal).
 const (
-	Healthy     Archetype = iota
-	Declining             // logins fade linearly to ~5%: churn_risk
-	SuddenDrop            // usage falls to ~8% for the last 10 days: usage_drop
-	Dark                  // no user activity for the last 21 days: gone_dark
-	Expanding             // seats 10 → 50 twenty days before the end: expansion
-	Integration           // heavy API use that stops 8 days before the end: integration_stopped
-	TicketHeavy           // many tickets, few resolved: support_backlog
-	Silent                // stopped opening tickets 40 days before the end: gone_silent
+	Healthy      Archetype = iota
+	Declining              // logins fade linearly to ~10%; renewal near: churn_risk (and renewal_at_risk)
+	SuddenDrop             // usage falls to ~8% for the last 10 days: usage_drop
+	Dark                   // no user activity for the last 21 days: gone_dark
+	Expanding              // seats 10 → 50 twenty days before the end, rollout, then stable: expansion
+	Integration            // heavy API use that stops 8 days before the end: integration_stopped
+	TicketHeavy            // many tickets, few resolved: support_backlog
+	Silent                 // stopped opening tickets 40 days before the end: gone_silent
+	Shelfware              // 40 seats bought, a handful ever used: low_adoption
+	Underused              // four in ten seats used: underused_seats
+	Shallow                // busy, but only the non-core modules: shallow_usage
+	Stalled                // never leaves onboarding: stalled_onboarding (after 90 days)
+	ChampionLost           // the champion left 20 days before the end: champion_left
+	Crowded                // every seat in use: seats_full
+	Surge                  // a new team triples usage in the last week: usage_surge
+	Unreached              // no CSM contact since the first day: no_contact (after 60 days)
+	Sliding                // core use, engagement and momentum slip in the last 30 days: score_falling
 
 	NumArchetypes int = iota
 )
 
-var archetypeNames = [NumArchetypes]string{"healthy", "declining", "sudden_drop", "dark", "expanding", "integration", "ticket_heavy", "silent"}
+var archetypeNames = [NumArchetypes]string{"healthy", "declining", "sudden_drop", "dark", "expanding", "integration",
+	"ticket_heavy", "silent", "shelfware", "underused", "shallow", "stalled", "champion_lost", "crowded", "surge",
+	"unreached", "sliding"}
 
 func (a Archetype) String() string { return archetypeNames[a] }
 
 // ExpectedAlert is the example-rules alert an archetype should raise ("" for
 // healthy).
 func (a Archetype) ExpectedAlert() string {
-	return [NumArchetypes]string{"", "churn_risk", "usage_drop", "gone_dark", "expansion", "integration_stopped", "support_backlog", "gone_silent"}[a]
+	return [NumArchetypes]string{"", "churn_risk", "usage_drop", "gone_dark", "expansion", "integration_stopped",
+		"support_backlog", "gone_silent", "low_adoption", "underused_seats", "shallow_usage", "stalled_onboarding",
+		"champion_left", "seats_full", "usage_surge", "no_contact", "score_falling"}[a]
+}
+
+// MinDays is the history an archetype needs before its alert can fire
+// (the example rules wait for tenure where practice does).
+func (a Archetype) MinDays() int {
+	switch a {
+	case Stalled:
+		return 92
+	case Unreached:
+		return 62
+	case Silent, Underused:
+		return 46
+	}
+	return 31
 }
 
 // archetypeMix is the share of each archetype, in percent, by index; most
 // accounts are healthy.
-var archetypeMix = [NumArchetypes]int{44, 10, 8, 8, 8, 8, 7, 7}
+var archetypeMix = [NumArchetypes]int{41, 6, 4, 5, 4, 4, 4, 4, 3, 5, 3, 3, 3, 3, 3, 3, 3}
 
 // ArchetypeOf returns the archetype of account i for a seed.
 func ArchetypeOf(seed uint64, i int) Archetype {
@@ -94,6 +121,8 @@ type Account struct {
 	ticketRate  float64
 	modules     []float64 // cumulative weights over Modules
 	renewalDays int       // days after the end
+	touchEvery  int       // days between CSM touches
+	arrPerSeat  float64
 	nextTicket  int
 	openTickets []string
 }
@@ -148,10 +177,15 @@ func (g *Generator) newAccount(i int) *Account {
 	a.ID = fmt.Sprintf("%s-%s-%05d", nameA[r.IntN(len(nameA))], nameB[r.IntN(len(nameB))], i)
 	a.Seats = 10 + r.IntN(50)
 	if r.IntN(3) == 0 {
-		a.Seats = 5 + r.IntN(10) // micro accounts
+		a.Seats = 8 + r.IntN(7) // micro accounts
 	}
-	if a.Archetype == Expanding {
+	switch a.Archetype {
+	case Expanding:
 		a.Seats = 10
+	case Shelfware:
+		a.Seats = 40
+	case Underused, Unreached:
+		a.Seats = max(a.Seats, 20) // normal or strategic: micro accounts are not on these rules
 	}
 	switch {
 	case a.Seats < 15:
@@ -162,18 +196,33 @@ func (g *Generator) newAccount(i int) *Account {
 		a.Segment = "strategic"
 	}
 	a.region = []int{8, 13, 1}[r.IntN(3)]
-	activated := int(float64(a.Seats) * (0.7 + 0.25*r.Float64()))
+	activated := int(float64(a.Seats) * (0.7 + 0.22*r.Float64()))
 	activated = max(activated, 6) // small accounts still have a team
-	if a.Archetype == Integration {
+	switch a.Archetype {
+	case Integration:
 		activated = max(6, activated/2)
+	case Shelfware:
+		activated = 3 + r.IntN(4) // of 40 seats
+	case Underused:
+		activated = a.Seats * 4 / 10
+	case Crowded:
+		activated = a.Seats
+	case Surge:
+		activated = max(6, a.Seats/4)
 	}
 	for u := range activated {
 		a.users = append(a.users, newUser(r, a, u, 0))
 	}
-	if a.Archetype == Expanding {
+	switch a.Archetype {
+	case Expanding:
 		// Forty more people join once the seats are bought.
 		for u := range 40 {
 			a.users = append(a.users, newUser(r, a, activated+u, g.opts.Days-20+r.IntN(5)))
+		}
+	case Surge:
+		// A new team twice the size joins for the last six days.
+		for u := range 2 * activated {
+			a.users = append(a.users, newUser(r, a, activated+u, g.opts.Days-6))
 		}
 	}
 	if a.Archetype == Integration || r.IntN(4) == 0 {
@@ -193,6 +242,9 @@ func (g *Generator) newAccount(i int) *Account {
 		if Modules[m] == "custom_objects" && r.IntN(5) != 0 {
 			x = 0
 		}
+		if a.Archetype == Shallow && coreModules[Modules[m]] {
+			x = 0
+		}
 		w += x
 		a.modules = append(a.modules, w)
 	}
@@ -200,8 +252,16 @@ func (g *Generator) newAccount(i int) *Account {
 		a.modules[m] /= w
 	}
 	a.renewalDays = 10 + r.IntN(350)
+	if a.Archetype == Declining {
+		a.renewalDays = 20 + r.IntN(60) // the renewal is what makes it urgent
+	}
+	a.touchEvery = 14 + r.IntN(21)
+	a.arrPerSeat = []float64{300, 600, 1200}[r.IntN(3)]
 	return a
 }
+
+// coreModules are the example rules' core modules.
+var coreModules = map[string]bool{"pipeline": true, "reports": true, "approvals": true}
 
 func newUser(r *rand.Rand, a *Account, u, join int) genUser {
 	platform := "web"
@@ -218,7 +278,7 @@ func newUser(r *rand.Rand, a *Account, u, join int) genUser {
 func (a *Account) activity(d, n int) float64 {
 	switch a.Archetype {
 	case Declining:
-		return 1 - 0.95*float64(d)/float64(max(n-1, 1))
+		return 1 - 0.9*float64(d)/float64(max(n-1, 1))
 	case SuddenDrop:
 		if d >= n-10 {
 			return 0.08
@@ -226,6 +286,10 @@ func (a *Account) activity(d, n int) float64 {
 	case Dark:
 		if d >= n-21 {
 			return 0
+		}
+	case Sliding:
+		if d >= n-30 {
+			return 0.45
 		}
 	}
 	return 1
@@ -305,11 +369,19 @@ func (g *Generator) accountDay(a *Account, d int) {
 		return min(max(ns, dayNs+1), dayNs+int64(24*time.Hour)-1)
 	}
 	if d == 0 {
-		g.accountEvent(at(0.5), a, a.Seats, true)
+		g.accountEvent(at(0.5), a, a.Seats, "")
+		g.contract(at(0.6), a, a.Seats)
 	}
-	if a.Archetype == Expanding && d == n-20 {
-		g.accountEvent(at(9), a, 50, false)
+	if a.Archetype == Expanding {
+		switch d {
+		case n - 20:
+			g.accountEvent(at(9), a, 50, "rollout")
+			g.contract(at(9.1), a, 50)
+		case n - 10:
+			g.accountEvent(at(9), a, 0, "stable")
+		}
 	}
+	g.crm(a, d, n, r, at)
 	weekend := day.Weekday() == time.Saturday || day.Weekday() == time.Sunday
 	scale := a.activity(d, n)
 	if weekend {
@@ -323,7 +395,11 @@ func (g *Generator) accountDay(a *Account, d int) {
 		g.userEvent(at(t), a, u, "login", "", 0)
 		for range 1 + r.IntN(4) {
 			t += 0.1 + r.Float64()*1.5
-			g.userEvent(at(t), a, u, "feature", a.pickModule(r), 0)
+			module := a.pickModule(r)
+			if a.Archetype == Sliding && d >= n-30 && coreModules[module] {
+				module = "contacts" // the team slips back to the basics
+			}
+			g.userEvent(at(t), a, u, "feature", module, 0)
 		}
 		g.userEvent(at(t+0.2), a, u, "session", "", 300+r.Float64()*3300)
 		if r.IntN(90) == 0 {
@@ -445,24 +521,89 @@ func (g *Generator) nps(ts int64, a *Account, u genUser, r *rand.Rand) {
 	g.end(ts, s)
 }
 
-func (g *Generator) accountEvent(ts int64, a *Account, seats int, full bool) {
+// accountEvent writes an account event: the whole profile when stage is
+// "", else the seats (when > 0) and the new stage.
+func (g *Generator) accountEvent(ts int64, a *Account, seats int, stage string) {
 	s := g.begin(ts, a, "account")
-	g.buf = append(g.buf, `,"attrs":{"seats":`...)
-	g.buf = strconv.AppendInt(g.buf, int64(seats), 10)
-	if full {
+	g.buf = append(g.buf, `,"attrs":{`...)
+	if seats > 0 {
+		g.buf = append(g.buf, `"seats":`...)
+		g.buf = strconv.AppendInt(g.buf, int64(seats), 10)
+	} else {
+		g.buf = append(g.buf, `"stage":"`...)
+		g.buf = append(g.buf, stage...)
+		g.buf = append(g.buf, `"}`...)
+		g.end(ts, s)
+		return
+	}
+	if stage == "" {
 		r := g.rng(a.index, 0xffffe, 3)
 		g.str("segment", a.Segment)
-		g.str("stage", "stable")
+		stage = "stable"
+		if a.Archetype == Stalled {
+			stage = "onboarding"
+		}
+		g.str("stage", stage)
 		g.str("csm", csms[r.IntN(len(csms))])
 		g.str("plan", plans[r.IntN(len(plans))])
 		g.str("region", regions[r.IntN(len(regions))])
 		g.str("industry", industries[r.IntN(len(industries))])
 		g.str("renewal_date", g.opts.End.AddDate(0, 0, a.renewalDays).Format("2006-01-02"))
 	} else {
-		g.str("stage", "rollout")
+		g.str("stage", stage)
 	}
 	g.buf = append(g.buf, '}')
 	g.end(ts, s)
+}
+
+// contract writes the contract in force: ARR for the seats bought.
+func (g *Generator) contract(ts int64, a *Account, seats int) {
+	s := g.begin(ts, a, "contract")
+	g.buf = append(g.buf, `,"arr":`...)
+	g.buf = strconv.AppendFloat(g.buf, float64(seats)*a.arrPerSeat, 'f', -1, 64)
+	g.end(ts, s)
+}
+
+// crm writes what the customer-success team records for day d: CSM touches
+// on the account's cadence, the renewal a year before the next one if it
+// falls in the period, and stakeholder changes.
+func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int64) {
+	touch := d%a.touchEvery == a.index%a.touchEvery
+	if a.Archetype == Unreached {
+		touch = d == 0 // and never again
+	}
+	if touch {
+		ts := at(14 + r.Float64()*3)
+		s := g.begin(ts, a, "touch")
+		g.str("channel", []string{"meeting", "call", "email", "qbr", "chat"}[r.IntN(5)])
+		g.end(ts, s)
+	}
+	if renewedOn := n + a.renewalDays - 365; d == renewedOn {
+		before := float64(a.Seats) * a.arrPerSeat
+		outcome, after := "renewed", before
+		switch {
+		case a.Archetype == Healthy && r.IntN(3) == 0:
+			outcome, after = "expanded", before*1.2
+		case a.Archetype == Underused || a.Archetype == Shelfware:
+			outcome, after = "contracted", before*0.7
+		}
+		ts := at(12)
+		s := g.begin(ts, a, "renewal")
+		g.str("outcome", outcome)
+		g.buf = append(g.buf, `,"arr_before":`...)
+		g.buf = strconv.AppendFloat(g.buf, before, 'f', -1, 64)
+		g.buf = append(g.buf, `,"arr_after":`...)
+		g.buf = strconv.AppendFloat(g.buf, after, 'f', -1, 64)
+		g.end(ts, s)
+	}
+	if a.Archetype == ChampionLost && d == n-20 {
+		ts := at(11)
+		s := g.begin(ts, a, "stakeholder")
+		g.str("role", "champion")
+		g.str("change", "left")
+		g.str("user_id", a.users[0].id)
+		g.end(ts, s)
+	}
 }
 
 // Fences returns one account event per partition at ts, for a partition

@@ -47,7 +47,7 @@ func TestStreamIsValidOrderedAndDeterministic(t *testing.T) {
 		prev = ev.Ts
 		types[ev.Type]++
 	}
-	for _, typ := range []string{"login", "feature", "session", "api", "ticket_opened", "ticket_resolved", "account"} {
+	for _, typ := range []string{"login", "feature", "session", "api", "ticket_opened", "ticket_resolved", "account", "contract", "touch"} {
 		if types[typ] == 0 {
 			t.Errorf("no %s events: %v", typ, types)
 		}
@@ -89,5 +89,35 @@ func TestArchetypeMix(t *testing.T) {
 		if share < float64(archetypeMix[a])-3 || share > float64(archetypeMix[a])+3 {
 			t.Errorf("%s: %.1f%%, want about %d%%", Archetype(a), share, archetypeMix[a])
 		}
+	}
+}
+
+// Over a season the customer-success team's events appear too: renewals
+// with their outcomes and ARR, and a champion leaving.
+func TestRenewalsAndStakeholders(t *testing.T) {
+	outcomes := map[string]int{}
+	stakeholders := 0
+	for _, l := range collect(Options{Accounts: 120, Days: 100, Seed: 3, End: end}) {
+		var ev struct {
+			Type      string   `json:"type"`
+			Outcome   string   `json:"outcome"`
+			ARRBefore *float64 `json:"arr_before"`
+			ARRAfter  *float64 `json:"arr_after"`
+		}
+		if err := json.Unmarshal(l, &ev); err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Type {
+		case "renewal":
+			if ev.ARRBefore == nil || ev.ARRAfter == nil || *ev.ARRBefore <= 0 {
+				t.Fatalf("renewal without ARR: %s", l)
+			}
+			outcomes[ev.Outcome]++
+		case "stakeholder":
+			stakeholders++
+		}
+	}
+	if outcomes["renewed"] == 0 || outcomes["expanded"] == 0 || stakeholders == 0 {
+		t.Fatalf("outcomes %v, %d stakeholder changes", outcomes, stakeholders)
 	}
 }

@@ -13,20 +13,22 @@ import (
 // batch is the rows of many Writes, stored by one INSERT per table. Score
 // rows are copied into columns as they arrive (the engine reuses its row
 // buffers once Write returns); alert transitions are kept as handed over,
-// since nothing modifies them after emission.
+// since nothing modifies them after emission; revenue rows are copied.
 type batch struct {
-	scores scoreColumns
-	alerts []rules.Transition
-	rows   int
-	seq    uint64    // the last Write it holds
-	first  time.Time // when its first rows came
+	scores  scoreColumns
+	alerts  []rules.Transition
+	revenue []engine.RevenueRow
+	rows    int
+	seq     uint64    // the last Write it holds
+	first   time.Time // when its first rows came
 }
 
 // reset empties the batch for reuse, keeping its memory.
 func (b *batch) reset() {
 	b.scores.reset()
 	clear(b.alerts)
-	b.alerts, b.rows, b.seq = b.alerts[:0], 0, 0
+	clear(b.revenue)
+	b.alerts, b.revenue, b.rows, b.seq = b.alerts[:0], b.revenue[:0], 0, 0
 }
 
 // scoreColumns holds score rows column by column, in the order of
@@ -34,13 +36,14 @@ func (b *batch) reset() {
 // catch-up writes millions of rows, and a row-wise append boxes every
 // value. Null metrics are NaN here and become NULL on insert.
 type scoreColumns struct {
-	ids     []string
-	tsNs    []uint64
-	score   []float64
-	grade   []int8 // the enums' values are the rules' constants
-	depth   []int8
-	attrs   [][]string  // historyAttrs
-	metrics [][]float64 // historyMetrics
+	ids        []string
+	tsNs       []uint64
+	score      []float64
+	grade      []int8 // the enums' values are the rules' constants
+	depth      []int8
+	scorecards []string
+	attrs      [][]string  // historyAttrs
+	metrics    [][]float64 // historyMetrics
 
 	// On insert: the rows in the table's key order, and scratch for one
 	// column at a time in that order.
@@ -56,8 +59,9 @@ func (c *scoreColumns) len() int { return len(c.ids) }
 
 func (c *scoreColumns) reset() {
 	clear(c.ids)
+	clear(c.scorecards)
 	clear(c.strs)
-	c.ids, c.tsNs, c.score, c.grade, c.depth, c.strs = c.ids[:0], c.tsNs[:0], c.score[:0], c.grade[:0], c.depth[:0], c.strs[:0]
+	c.ids, c.tsNs, c.score, c.grade, c.depth, c.scorecards, c.strs = c.ids[:0], c.tsNs[:0], c.score[:0], c.grade[:0], c.depth[:0], c.scorecards[:0], c.strs[:0]
 	for i := range c.attrs {
 		clear(c.attrs[i])
 		c.attrs[i] = c.attrs[i][:0]
@@ -79,6 +83,7 @@ func (c *scoreColumns) append(rows []engine.ScoreRow) {
 		c.score = append(c.score, r.Score)
 		c.grade = append(c.grade, int8(r.Grade))
 		c.depth = append(c.depth, int8(r.Depth))
+		c.scorecards = append(c.scorecards, r.Scorecard)
 		for j, a := range historyAttrs {
 			c.attrs[j] = append(c.attrs[j], r.Attrs[a])
 		}
@@ -131,11 +136,14 @@ func (c *scoreColumns) column(i int) any {
 	case i == 5:
 		c.enums = gather(c.enums, c.depth, c.order)
 		return c.enums
-	case i < 6+len(historyAttrs):
-		c.strs = gather(c.strs, c.attrs[i-6], c.order)
+	case i == 6:
+		c.strs = gather(c.strs, c.scorecards, c.order)
+		return c.strs
+	case i < fixedScoreColumns+len(historyAttrs):
+		c.strs = gather(c.strs, c.attrs[i-fixedScoreColumns], c.order)
 		return c.strs
 	default:
-		return c.nullable(c.metrics[i-6-len(historyAttrs)])
+		return c.nullable(c.metrics[i-fixedScoreColumns-len(historyAttrs)])
 	}
 }
 
@@ -148,8 +156,11 @@ func gather[T any](dst, src []T, order []int32) []T {
 	return dst
 }
 
-// numScoreColumns is the number of columns of scoreColumnNames.
-var numScoreColumns = 6 + len(historyAttrs) + len(historyMetrics)
+// fixedScoreColumns is the number of columns of scoreColumnNames before
+// the attributes; numScoreColumns the number of all of them.
+const fixedScoreColumns = 7
+
+var numScoreColumns = fixedScoreColumns + len(historyAttrs) + len(historyMetrics)
 
 // nullable points at each value in sort order, or is nil for null (see
 // isNull).
@@ -166,7 +177,7 @@ func (c *scoreColumns) nullable(v []float64) []*float64 {
 }
 
 var scoreColumnNames = func() string {
-	cols := []string{"account_id", "ts", "ts_ns", "score", "grade", "depth"}
+	cols := []string{"account_id", "ts", "ts_ns", "score", "grade", "depth", "scorecard"}
 	for _, a := range historyAttrs {
 		cols = append(cols, a.String())
 	}
@@ -177,9 +188,11 @@ var scoreColumnNames = func() string {
 }()
 
 var alertColumnNames = func() string {
-	cols := []string{"alert_id", "state", "account_id", "rule", "severity", "kind", "ts", "ts_ns", "score", "grade", "depth", "metric_names", "metric_values", "message"}
+	cols := []string{"alert_id", "state", "account_id", "rule", "severity", "kind", "ts", "ts_ns", "score", "grade", "depth", "metric_names", "metric_values", "message", "scorecard", "suppressed"}
 	for i := range rules.NumAttrs {
 		cols = append(cols, rules.Attr(i).String())
 	}
 	return strings.Join(cols, ", ")
 }()
+
+const revenueColumnNames = "account_id, ts, ts_ns, outcome, arr_before, arr_after, segment, csm"

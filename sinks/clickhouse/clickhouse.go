@@ -1,8 +1,8 @@
 // Package clickhouse writes Pulse's history to ClickHouse for Grafana and
-// CSM leads: score history (scores), alert transitions (alerts) and a daily
-// per-account rollup (daily, fed by a materialized view). It creates and
-// migrates its schema on start, in the dialect the server speaks (18.16 or
-// current), over the native protocol.
+// CSM leads: score history (scores), alert transitions (alerts), renewal
+// outcomes (revenue) and a daily per-account rollup (daily, fed by a
+// materialized view). It creates and migrates its schema on start, in the
+// dialect the server speaks (18.16 or current), over the native protocol.
 //
 // The sink buffers (it is an engine.Flusher): every Write copies its rows
 // into the batch being filled and returns, and one INSERT per table stores
@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,7 +145,7 @@ func (s *Sink) migrate(ctx context.Context, limit int) error {
 	if err := row.Scan(&applied); err != nil {
 		return fmt.Errorf("clickhouse: reading the schema version: %w", err)
 	}
-	for i, stmt := range migrations(db, s.dialect) {
+	for i, m := range migrations(db, s.dialect) {
 		version := uint32(i + 1)
 		if version <= applied {
 			continue
@@ -152,7 +153,7 @@ func (s *Sink) migrate(ctx context.Context, limit int) error {
 		if limit >= 0 && i >= limit {
 			break
 		}
-		if err := s.conn.Exec(ctx, stmt); err != nil {
+		if err := s.apply(ctx, m); err != nil {
 			return fmt.Errorf("clickhouse: migration %d: %w", version, err)
 		}
 		if err := s.record(ctx, version); err != nil {
@@ -161,6 +162,65 @@ func (s *Sink) migrate(ctx context.Context, limit int) error {
 		s.cfg.Log.Info("clickhouse schema migrated", "version", version, "dialect", s.dialect.name)
 	}
 	return nil
+}
+
+// apply runs a migration. Columns are added only where missing (see
+// migration); if the ALTER fails, the columns may have come meanwhile from
+// another process starting on the same database, which is as good.
+func (s *Sink) apply(ctx context.Context, m migration) error {
+	if m.table == "" {
+		return s.conn.Exec(ctx, m.stmt)
+	}
+	missing, err := s.missingColumns(ctx, m)
+	if err != nil {
+		return err
+	}
+	return s.addMissing(ctx, m, missing)
+}
+
+// addMissing adds the columns of m found missing.
+func (s *Sink) addMissing(ctx context.Context, m migration, missing []column) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	err := s.conn.Exec(ctx, addColumns(m.table, missing))
+	if err != nil {
+		if still, err2 := s.missingColumns(ctx, m); err2 == nil && len(still) == 0 {
+			return nil
+		}
+	}
+	return err
+}
+
+// missingColumns returns the columns of m its table does not have.
+func (s *Sink) missingColumns(ctx context.Context, m migration) ([]column, error) {
+	db, table, _ := strings.Cut(m.table, ".")
+	rows, err := s.conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", db, table)
+	if err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %w", m.table, err)
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("reading the columns of %s: %w", m.table, err)
+		}
+		have[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %w", m.table, err)
+	}
+	if len(have) == 0 {
+		return nil, fmt.Errorf("table %s does not exist", m.table)
+	}
+	var missing []column
+	for _, c := range m.columns {
+		if !have[c.name] {
+			missing = append(missing, c)
+		}
+	}
+	return missing, nil
 }
 
 // record notes an applied migration. Inserts go through batches: 18.16
@@ -184,8 +244,15 @@ var ErrClosed = errors.New("clickhouse sink closed")
 // filled and returns — at once, unless that one is full while the one
 // before is still being stored (backpressure), until ctx ends.
 func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
-	if len(b.Scores) == 0 && len(b.Transitions) == 0 {
+	if len(b.Scores) == 0 && len(b.Transitions) == 0 && len(b.Revenue) == 0 {
 		return nil
+	}
+	for i := range b.Revenue {
+		// An INSERT with an outcome the table has not would fail on every
+		// retry and hold everything back.
+		if o := b.Revenue[i].Outcome; int(o) >= len(engine.OutcomeNames) || engine.OutcomeNames[o] == "" {
+			panic(fmt.Sprintf("BUG: revenue row of %s with outcome %d", b.Revenue[i].AccountID, o))
+		}
 	}
 	s.mu.Lock()
 	for !s.closed && s.filling.rows >= s.cfg.BatchRows {
@@ -204,7 +271,8 @@ func (s *Sink) Write(ctx context.Context, b *engine.Batch) error {
 	}
 	f.scores.append(b.Scores)
 	f.alerts = append(f.alerts, b.Transitions...)
-	f.rows += len(b.Scores) + len(b.Transitions)
+	f.revenue = append(f.revenue, b.Revenue...)
+	f.rows += len(b.Scores) + len(b.Transitions) + len(b.Revenue)
 	s.written++
 	f.seq = s.written
 	if f.rows >= s.cfg.BatchRows {
@@ -388,8 +456,13 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 			for j, v := range t.Values {
 				names[j], values[j] = v.Name, v.Value // NaN stands for null
 			}
+			suppressed := uint8(0)
+			if t.Suppressed {
+				suppressed = 1
+			}
 			vals := []any{t.ID, t.State.String(), t.AccountID, t.Rule, t.Severity.String(), t.Kind.String(),
-				time.Unix(0, t.Ts).UTC(), uint64(t.Ts), nullable(t.Score), t.Grade.String(), t.Depth.String(), names, values, t.Message}
+				time.Unix(0, t.Ts).UTC(), uint64(t.Ts), nullable(t.Score), t.Grade.String(), t.Depth.String(), names, values, t.Message,
+				t.Scorecard, suppressed}
 			for _, a := range t.Attrs {
 				vals = append(vals, a)
 			}
@@ -403,7 +476,27 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		}
 		s.cfg.Inserted("alerts", len(b.alerts))
 		clear(b.alerts)
-		b.alerts = b.alerts[:0]
+		b.alerts = b.alerts[:0] // stored: a retry of the revenue must not insert them again
+	}
+	if len(b.revenue) > 0 {
+		ib, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.revenue (%s)", s.cfg.Database, revenueColumnNames))
+		if err != nil {
+			return err
+		}
+		for i := range b.revenue {
+			r := &b.revenue[i]
+			if err := ib.Append(r.AccountID, time.Unix(0, r.Ts).UTC(), uint64(r.Ts), r.Outcome.String(),
+				r.ArrBefore, r.ArrAfter, r.Segment, r.CSM); err != nil {
+				ib.Abort()
+				return err
+			}
+		}
+		if err := ib.Send(); err != nil {
+			return err
+		}
+		s.cfg.Inserted("revenue", len(b.revenue))
+		clear(b.revenue)
+		b.revenue = b.revenue[:0]
 	}
 	return nil
 }

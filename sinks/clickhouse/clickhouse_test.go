@@ -56,7 +56,11 @@ func count(t testing.TB, sink *Sink, query string) uint64 {
 // codecs, monthly partitions) is checked here against its golden file.
 func TestDDLText(t *testing.T) {
 	for name, d := range map[string]dialect{"compat": compatDialect(), "modern": modernDialect(24)} {
-		got := strings.Join(migrations("pulse", d), ";\n\n") + ";\n"
+		var stmts []string
+		for _, m := range migrations("pulse", d) {
+			stmts = append(stmts, m.String())
+		}
+		got := strings.Join(stmts, ";\n\n") + ";\n"
 		path := "testdata/schema_" + name + ".sql"
 		if *update {
 			os.WriteFile(path, []byte(got), 0o644)
@@ -66,7 +70,7 @@ func TestDDLText(t *testing.T) {
 			t.Errorf("%s DDL differs from %s (go test -update rewrites it):\n%s", name, path, got)
 		}
 	}
-	if !strings.Contains(strings.Join(migrations("pulse", modernDialect(24)), ""), "LowCardinality(String)") || !modern(24, 3) || modern(18, 16) || modern(19, 17) {
+	if !strings.Contains(fmt.Sprint(migrations("pulse", modernDialect(24))), "LowCardinality(String)") || !modern(24, 3) || modern(18, 16) || modern(19, 17) {
 		t.Fatal("dialect choice is wrong")
 	}
 }
@@ -81,8 +85,8 @@ func TestSchemaIsCreatedOnceOnThisServer(t *testing.T) {
 	if n := count(t, again, "SELECT count() FROM pulse.pulse_schema"); n != uint64(len(migrations("pulse", sink.dialect))) {
 		t.Fatalf("%d migrations recorded after two opens, want each once", n)
 	}
-	if n := count(t, sink, "SELECT count() FROM system.tables WHERE database = 'pulse' AND name IN ('scores', 'alerts', 'daily', 'daily_mv')"); n != 4 {
-		t.Fatalf("%d of the 4 tables exist", n)
+	if n := count(t, sink, "SELECT count() FROM system.tables WHERE database = 'pulse' AND name IN ('scores', 'alerts', 'daily', 'daily_mv', 'revenue')"); n != 5 {
+		t.Fatalf("%d of the 5 tables exist", n)
 	}
 }
 
@@ -225,11 +229,7 @@ func TestUpgradeRebuildsTheDailyRollup(t *testing.T) {
 		t.Fatal(err)
 	}
 	bs, _, _ := batches(t, 20, 10)
-	for i := range bs {
-		if err := old.insert(ctx, batchOf(bs[i].Scores)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertV1(t, old, "up", scoreRows(bs), nil)
 	if n := count(t, old, "SELECT count() FROM system.columns WHERE database = 'up' AND table = 'daily' AND type LIKE 'AggregateFunction%'"); n == 0 {
 		t.Fatal("the first schema has no aggregate-state rollup")
 	}
@@ -249,6 +249,7 @@ func TestScoreRowsReadBackColumnByColumn(t *testing.T) {
 	ctx := context.Background()
 	want := map[string]engine.ScoreRow{}
 	nulls := 0
+	withScorecardAndARR(bs)
 	for i := range bs {
 		if err := sink.Write(ctx, &bs[i]); err != nil {
 			t.Fatal(err)
@@ -275,13 +276,13 @@ func TestScoreRowsReadBackColumnByColumn(t *testing.T) {
 	defer rows.Close()
 	seen := 0
 	for rows.Next() {
-		var id, grade, depth string
+		var id, grade, depth, scorecard string
 		var ts time.Time
 		var tsNs uint64
 		var score *float64
 		attrs := make([]string, len(historyAttrs))
 		metrics := make([]*float64, len(historyMetrics))
-		dest := []any{&id, &ts, &tsNs, &score, &grade, &depth}
+		dest := []any{&id, &ts, &tsNs, &score, &grade, &depth, &scorecard}
 		for i := range attrs {
 			dest = append(dest, &attrs[i])
 		}
@@ -305,8 +306,8 @@ func TestScoreRowsReadBackColumnByColumn(t *testing.T) {
 		for i, m := range historyMetrics {
 			same(m.String(), metrics[i], r.Metrics[m])
 		}
-		if grade != r.Grade.String() || depth != r.Depth.String() || ts.UnixNano() != r.Ts/1e9*1e9 {
-			t.Fatalf("%s@%d: grade %s depth %s ts %v, want %s %s %v", id, tsNs, grade, depth, ts, r.Grade, r.Depth, time.Unix(0, r.Ts))
+		if grade != r.Grade.String() || depth != r.Depth.String() || ts.UnixNano() != r.Ts/1e9*1e9 || scorecard != r.Scorecard {
+			t.Fatalf("%s@%d: grade %s depth %s ts %v scorecard %q, want %s %s %v %q", id, tsNs, grade, depth, ts, scorecard, r.Grade, r.Depth, time.Unix(0, r.Ts), r.Scorecard)
 		}
 		for i, a := range historyAttrs {
 			if attrs[i] != r.Attrs[a] {
@@ -319,12 +320,90 @@ func TestScoreRowsReadBackColumnByColumn(t *testing.T) {
 	}
 }
 
+// withScorecardAndARR gives the generated score rows and transitions what
+// the stream does not set: a scorecard per account (two of them), an ARR
+// for some accounts (null for the others), and suppressed transitions.
+func withScorecardAndARR(bs []engine.Batch) {
+	for i := range bs {
+		for j := range bs[i].Scores {
+			r := &bs[i].Scores[j]
+			h := len(r.AccountID) + int(r.AccountID[len(r.AccountID)-1])
+			r.Scorecard = []string{"smb", "enterprise"}[h%2]
+			r.Metrics[rules.ARR] = rules.Null
+			if h%3 != 0 {
+				r.Metrics[rules.ARR] = float64(1000 * (h%7 + 1))
+			}
+		}
+		for j := range bs[i].Transitions {
+			tr := &bs[i].Transitions[j]
+			tr.Scorecard = []string{"smb", "enterprise"}[j%2]
+			tr.Suppressed = j%3 == 0
+		}
+	}
+}
+
+// Transitions keep the scorecard that scored the account and whether an
+// inhibiting alert suppressed them.
+func TestTransitionsKeepScorecardAndSuppressed(t *testing.T) {
+	srv := chtest.Start(t)
+	sink := open(t, srv, "pulse")
+	bs, _, nAlerts := batches(t, 30, 20)
+	withScorecardAndARR(bs)
+	ctx := context.Background()
+	want := map[string]string{}
+	suppressed := 0
+	for i := range bs {
+		if err := sink.Write(ctx, &bs[i]); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range bs[i].Transitions {
+			want[tr.ID+" "+tr.State.String()] = fmt.Sprintf("%s %t", tr.Scorecard, tr.Suppressed)
+			if tr.Suppressed {
+				suppressed++
+			}
+		}
+	}
+	if suppressed == 0 || suppressed == nAlerts {
+		t.Fatalf("%d of %d transitions suppressed: the check proves nothing", suppressed, nAlerts)
+	}
+	if err := sink.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := sink.conn.Query(ctx, "SELECT alert_id, toString(state), scorecard, suppressed FROM pulse.alerts FINAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var id, state, scorecard string
+		var sup uint8
+		if err := rows.Scan(&id, &state, &scorecard, &sup); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%s %t", scorecard, sup == 1); got != want[id+" "+state] || sup > 1 {
+			t.Fatalf("transition %s %s: scorecard and suppressed %q (%d), want %q", id, state, got, sup, want[id+" "+state])
+		}
+		seen++
+	}
+	if seen != len(want) {
+		t.Fatalf("read back %d transitions, wrote %d", seen, len(want))
+	}
+}
+
 // The grade and depth columns are written as their enum values, which
-// must be the rules' constants.
+// must be the rules' constants; the outcome enum has every outcome, valued
+// as the engine's constants.
 func TestEnumValuesAreTheRulesConstants(t *testing.T) {
 	for ddl, name := range map[string]func(int) string{
 		gradeEnum: func(i int) string { return rules.Grade(i).String() },
 		depthEnum: func(i int) string { return rules.Depth(i).String() },
+		outcomeEnum: func(i int) string {
+			if i >= len(engine.OutcomeNames) {
+				return "?"
+			}
+			return engine.Outcome(i).String()
+		},
 	} {
 		m := regexp.MustCompile(`'(\w+)' = (\d+)`).FindAllStringSubmatch(ddl, -1)
 		if len(m) < 4 {
@@ -337,11 +416,21 @@ func TestEnumValuesAreTheRulesConstants(t *testing.T) {
 			}
 		}
 	}
+	named := 0
+	for _, n := range engine.OutcomeNames {
+		if n != "" {
+			named++
+		}
+	}
+	if n := strings.Count(outcomeEnum, "' = "); n != named {
+		t.Errorf("%s has %d of the %d outcomes", outcomeEnum, n, named)
+	}
 }
 
 // While ClickHouse is down, Writes fill the buffer and then block, and
 // Flush does not return (so the consumer commits nothing past what
-// ClickHouse holds); once it is back, everything is stored.
+// ClickHouse holds); once it is back, everything is stored, renewal
+// outcomes too.
 func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	srv := chtest.Start(t)
 	ctx := context.Background()
@@ -351,6 +440,8 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	for i := range 30 {
 		bs = append(bs, engine.Batch{Scores: all[i*len(all)/30 : (i+1)*len(all)/30]})
 	}
+	revenue := revenueRows(6)
+	bs[2].Revenue, bs[25].Revenue = revenue[:3], revenue[3:]
 	// A batch holds a third of the rows: the first third fills one batch,
 	// whose INSERT fails; the next fills the second; the rest must wait.
 	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "pulse", BatchRows: len(all) / 3, FlushInterval: 50 * time.Millisecond, Log: quiet})
@@ -403,6 +494,9 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	}
 	if n := count(t, sink, "SELECT count() FROM pulse.scores FINAL"); n != uint64(nScores) {
 		t.Fatalf("%d score rows after recovery, want %d", n, nScores)
+	}
+	if n := count(t, sink, "SELECT count() FROM pulse.revenue FINAL"); n != uint64(len(revenue)) {
+		t.Fatalf("%d revenue rows after recovery, want %d", n, len(revenue))
 	}
 }
 

@@ -2,8 +2,10 @@ package clickhouse
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -48,21 +50,119 @@ const (
 	depthEnum = "Enum8('none' = 0, 'record' = 1, 'process' = 2, 'integration' = 3, 'custom' = 4)"
 )
 
-// historyMetrics are the metrics a score-history row keeps: the ones CSM
-// dashboards chart. (A row of all 28 doubles what ClickHouse stores during
-// a catch-up, when the history is written at the rate of the backlog.)
-var historyMetrics = []rules.Metric{
+// outcomeEnum is the revenue table's outcome type: engine.OutcomeNames
+// with their values (OutcomeNone, which never leaves the decoder, has no
+// name). The migration that creates the table is built from it, so a new
+// outcome changes the text of a shipped migration (TestDDLText says so):
+// it needs a migration of its own, ALTER TABLE revenue MODIFY COLUMN
+// outcome, to reach existing tables.
+var outcomeEnum = func() string {
+	var vals []string
+	for v, name := range engine.OutcomeNames {
+		if name != "" {
+			vals = append(vals, fmt.Sprintf("'%s' = %d", name, v))
+		}
+	}
+	return "Enum8(" + strings.Join(vals, ", ") + ")"
+}()
+
+// scoresV1Metrics are the metrics of the first scores table (migration
+// 1): the ones CSM dashboards chart. (A row of all the metrics doubles
+// what ClickHouse stores during a catch-up, when the history is written at
+// the rate of the backlog.)
+var scoresV1Metrics = []rules.Metric{
 	rules.DAU, rules.WAU, rules.MAU, rules.Seats, rules.ActivationRate, rules.LoginRatio7d,
 	rules.Events7d, rules.UsageChange7d, rules.APICalls7d, rules.OpenTickets, rules.DaysSinceActive,
 	rules.NPS90d, rules.DaysToRenewal,
 }
 
+// historyMetrics are the metrics a score-history row keeps: the first
+// table's, and arr (migration 10), for the ARR at risk.
+var historyMetrics = append(slices.Clip(scoresV1Metrics), rules.ARR)
+
 // historyAttrs are the attributes a score-history row keeps.
 var historyAttrs = []rules.Attr{rules.Segment, rules.Stage, rules.CSM}
 
+// A migration is a DDL statement, or columns to add to a table. ClickHouse
+// 18.16 has no ADD COLUMN IF NOT EXISTS (a syntax error there) and fails
+// on a column that exists, so the columns of an addition are looked up in
+// system.columns and only the missing ones are added: a migration applied
+// but not recorded (a crash in between) applies again without failing.
+type migration struct {
+	stmt    string   // the statement, when table is ""
+	table   string   // the table that gains columns
+	columns []column // in order
+}
+
+// column is one added column, placed after an existing one.
+type column struct{ name, typ, after string }
+
+// String is the migration's DDL: the statement, or the ALTER TABLE that
+// adds every column.
+func (m migration) String() string {
+	if m.table == "" {
+		return m.stmt
+	}
+	return addColumns(m.table, m.columns)
+}
+
+// addColumns is the ALTER TABLE that adds cols to table.
+func addColumns(table string, cols []column) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ALTER TABLE %s", table)
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "\n    ADD COLUMN %s %s AFTER %s", c.name, c.typ, c.after)
+	}
+	return b.String()
+}
+
 // migrations are applied in order, each once, recorded in pulse_schema.
 // Never edit one that has shipped: append a new one.
-func migrations(db string, d dialect) []string {
+func migrations(db string, d dialect) []migration {
+	var out []migration
+	for _, stmt := range firstMigrations(db, d) {
+		out = append(out, migration{stmt: stmt})
+	}
+	return append(out,
+		// 10, 11: scores and transitions name their scorecard; score rows
+		// keep arr; a transition an inhibiting alert silenced is stored,
+		// flagged (SPEC §5).
+		migration{table: db + ".scores", columns: []column{
+			{"scorecard", d.lowCard("String"), "depth"},
+			{rules.ARR.String(), "Nullable(Float64)", scoresV1Metrics[len(scoresV1Metrics)-1].String()},
+		}},
+		migration{table: db + ".alerts", columns: []column{
+			{"suppressed", "UInt8", "state"},
+			{"scorecard", d.lowCard("String"), "depth"},
+		}},
+		// 12: renewal outcomes (SPEC §5 "Revenue"), one row per renewal
+		// event, keyed so that a replay writes the same keys. Kept forever
+		// (no TTL): a row per account and year, and retention compares
+		// years.
+		migration{stmt: revenueTable(db, d)},
+	)
+}
+
+func revenueTable(db string, d dialect) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.revenue (
+    account_id String,
+    ts DateTime('UTC')%s,
+    ts_ns UInt64,
+    outcome %s,
+    arr_before Float64,
+    arr_after Float64,
+    segment %s,
+    csm %s,
+    inserted DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(inserted)
+ORDER BY (account_id, ts, outcome, ts_ns)`, db, d.codecTime, outcomeEnum, d.lowCard("String"), d.lowCard("String"))
+}
+
+// firstMigrations are migrations 1–9, all statements.
+func firstMigrations(db string, d dialect) []string {
 	var attrs, historyAttrCols, metrics strings.Builder
 	for i := range rules.NumAttrs {
 		fmt.Fprintf(&attrs, "    %s %s,\n", rules.Attr(i), d.lowCard("String"))
@@ -70,7 +170,7 @@ func migrations(db string, d dialect) []string {
 	for _, a := range historyAttrs {
 		fmt.Fprintf(&historyAttrCols, "    %s %s,\n", a, d.lowCard("String"))
 	}
-	for _, m := range historyMetrics {
+	for _, m := range scoresV1Metrics {
 		fmt.Fprintf(&metrics, "    %s Nullable(Float64),\n", m)
 	}
 	clause := func(parts ...string) string {

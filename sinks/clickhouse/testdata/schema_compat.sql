@@ -103,3 +103,24 @@ SELECT
     toDate(toDateTime(intDiv(ts_ns - 1, 1000000000), 'UTC')) AS day,
     account_id, ts_ns, score, grade, depth, dau, mau, events_7d, segment, csm
 FROM pulse.scores;
+
+ALTER TABLE pulse.scores
+    ADD COLUMN scorecard String AFTER depth,
+    ADD COLUMN arr Nullable(Float64) AFTER days_to_renewal;
+
+ALTER TABLE pulse.alerts
+    ADD COLUMN suppressed UInt8 AFTER state,
+    ADD COLUMN scorecard String AFTER depth;
+
+CREATE TABLE IF NOT EXISTS pulse.revenue (
+    account_id String,
+    ts DateTime('UTC'),
+    ts_ns UInt64,
+    outcome Enum8('renewed' = 1, 'churned' = 2, 'expanded' = 3, 'contracted' = 4),
+    arr_before Float64,
+    arr_after Float64,
+    segment String,
+    csm String,
+    inserted DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(inserted)
+ORDER BY (account_id, ts, outcome, ts_ns);
