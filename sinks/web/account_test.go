@@ -27,13 +27,16 @@ var (
 
 // historyEvents writes the fixture as JSONL:
 //   - acme (strategic, li, 10 seats): 8 users on the core modules every
-//     day, then from day 30 only one: its score falls, churn_risk fires
-//     and inhibits usage_drop (suppressed);
+//     day, then from day 30 only one: its score falls to red, churn_risk
+//     (high) and score_falling (low) fire, and churn_risk silences
+//     usage_drop (medium);
 //   - globex (normal, sam, 5 seats, stable): every seat in use on the core
 //     modules every day, touched by its CSM every fortnight: green, with
 //     the seats_full opportunity;
-//   - initech (micro, li, 3 seats): two users for 10 days, then nothing:
-//     gone_dark.
+//   - initech (micro, li, 10 seats): five users for 10 days, then nothing:
+//     gone_dark, which silences churn_risk.
+//
+// The rules are testdata/rules.yaml.
 func historyEvents() []string {
 	var out []string
 	add := func(t time.Time, format string, a ...any) {
@@ -42,7 +45,7 @@ func historyEvents() []string {
 	add(histStart, `"account_id":"acme","type":"account","attrs":{"seats":10,"segment":"strategic","csm":"li","stage":"stable","renewal_date":"2027-06-01"}}`)
 	add(histStart, `"account_id":"acme","type":"contract","arr":120000}`)
 	add(histStart, `"account_id":"globex","type":"account","attrs":{"seats":5,"segment":"normal","csm":"sam","stage":"stable"}}`)
-	add(histStart, `"account_id":"initech","type":"account","attrs":{"seats":3,"segment":"micro","csm":"li","stage":"stable"}}`)
+	add(histStart, `"account_id":"initech","type":"account","attrs":{"seats":10,"segment":"micro","csm":"li","stage":"stable"}}`)
 	for day := range 40 {
 		at := histStart.AddDate(0, 0, day)
 		users := 8
@@ -65,7 +68,7 @@ func historyEvents() []string {
 			add(at.Add(12*time.Hour), `"account_id":"acme","type":"touch","channel":"qbr"}`)
 		}
 		if day < 10 {
-			for u := range 2 {
+			for u := range 5 {
 				add(at.Add(9*time.Hour), `"account_id":"initech","type":"login","user_id":"i%d"}`, u)
 			}
 		}
@@ -78,11 +81,11 @@ func historyEvents() []string {
 // to a Recent store, twice: the engine retries a batch whole.
 func historyServer(t *testing.T, now time.Time) (*httptest.Server, *Recent) {
 	t.Helper()
-	data, err := os.ReadFile("../../deploy/rules/example.yaml")
+	data, err := os.ReadFile("testdata/rules.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
+	rs, err := rules.Load("testdata/rules.yaml", data, rules.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +149,8 @@ func TestHistoryEndpoint(t *testing.T) {
 			t.Fatalf("%s: score %v with grade %s", p.Date, p.Score, p.Grade)
 		}
 	}
-	// Unscored for the scorecard's week of warm-up, then graded; the score
-	// falls once seven of the eight users stop.
+	// Unscored for the scorecard's 3 days of warm-up, then graded; the
+	// score falls once seven of the eight users stop.
 	if nulls == 0 || graded == 0 || points[0].Score != nil {
 		t.Fatalf("%d null points, %d graded: %s", nulls, graded, body)
 	}
@@ -188,7 +191,7 @@ func TestStatusPageListsRiskiestFirstWithRisksApartFromOpportunities(t *testing.
 		`Accounts 1–3 of 3, riskiest first.`,
 		`as of <b>2026-11-24 23:00:00 UTC</b>`,
 		`<svg class="spark"`,
-		`<option>sam</option>`, // the form lists the CSMs
+		`<option>sam</option>`, `<option>li</option>`, // the form lists the CSMs
 		`<optgroup label="Opportunities">`,
 	} {
 		if !strings.Contains(body, want) {
@@ -207,8 +210,8 @@ func TestStatusPageListsRiskiestFirstWithRisksApartFromOpportunities(t *testing.
 		t.Error("banner with the clock a minute behind")
 	}
 	// Filters, and a filter that matches nothing.
-	if _, _, body := get(t, ts.URL+"/?csm=li&grade=red"); len(rows(body)) != 1 || !strings.HasPrefix(rows(body)[0], "initech:") ||
-		!strings.Contains(body, "Accounts 1–1 of 1 matching the filter (3 in all)") || !strings.Contains(body, "<option selected>li</option>") {
+	if _, _, body := get(t, ts.URL+"/?csm=sam&grade=green"); len(rows(body)) != 1 || !strings.HasPrefix(rows(body)[0], "globex:") ||
+		!strings.Contains(body, "Accounts 1–1 of 1 matching the filter (3 in all)") || !strings.Contains(body, "<option selected>sam</option>") {
 		t.Errorf("csm+grade filter: %v", rows(body))
 	}
 	if _, _, body := get(t, ts.URL+"/?alert=seats_full"); len(rows(body)) != 1 || !strings.HasPrefix(rows(body)[0], "globex:") {
@@ -278,12 +281,13 @@ func TestAccountView(t *testing.T) {
 		t.Errorf("%d chart points, want 40", n)
 	}
 	for _, want := range []string{
-		`<svg class="chart" id="history"`, `<polyline points="`, `class="pt g-none"`, `class="pt g-green"`, `class="pt g-yellow"`, `class="band g-yellow"`,
+		`<svg class="chart" id="history"`, `<polyline points="`, `class="pt g-none"`, `class="pt g-green"`, `class="pt g-red"`, `class="band g-yellow"`,
 		`scorecard <b>strategic</b>`,
 		// Alerts, with severity, the message of their firing transition,
 		// and the suppressed one marked.
 		`<tr class="alert risk sev-high">`, `>churn_risk</span>`, `of activated users log in on a typical day`,
-		`class="chip risk sev-high suppressed"`, `>usage_drop</span> <span class="tag">silenced</span>`,
+		`<tr class="alert risk sev-low">`, `>score_falling</span>`,
+		`<tr class="alert risk sev-medium">`, `class="chip risk sev-medium suppressed"`, `>usage_drop</span> <span class="tag">silenced</span>`,
 		// Factors, costliest first and marked.
 		`<table id="factors">`, `<span class="tag">costs most</span>`,
 		// Key metrics.
@@ -304,7 +308,7 @@ func TestAccountView(t *testing.T) {
 		v, _ := strconv.ParseFloat(cmp.Or(m[1], "0"), 64)
 		costs = append(costs, v)
 	}
-	if len(costs) < 5 || !slices.IsSortedFunc(costs, func(a, b float64) int { return cmp.Compare(b, a) }) || costs[0] < 10 {
+	if len(costs) < 4 || !slices.IsSortedFunc(costs, func(a, b float64) int { return cmp.Compare(b, a) }) || costs[0] < 10 {
 		t.Errorf("factor costs %v: want the costliest first", costs)
 	}
 	if m := regexp.MustCompile(`data-metric="score_change_7d">([^<]*)<`).FindStringSubmatch(body); m == nil || !strings.HasPrefix(m[1], "-") {
