@@ -252,8 +252,7 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v.state == nil {
-		w.WriteHeader(http.StatusNotFound)
-		s.render(w, "missing.html", struct{ ID string }{id})
+		s.render(w, http.StatusNotFound, "missing.html", struct{ ID string }{id})
 		return
 	}
 	st := v.state
@@ -321,7 +320,7 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		name := rules.Metric(m).String()
 		d.Metrics = append(d.Metrics, metricRow{Name: name, Value: formatMetric(name, st.Metrics[m])})
 	}
-	s.render(w, "account.html", d)
+	s.render(w, http.StatusOK, "account.html", d)
 }
 
 func scorecard(rs *rules.Ruleset, name string) *rules.Scorecard {

@@ -324,7 +324,7 @@ func TestAccountView(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `<tr class="alert opportunity sev-medium">`) || !strings.Contains(body, `class="grade green" id="grade"`) {
 		t.Errorf("globex: %d, want its opportunity and grade", code)
 	}
-	if code, _, body := get(t, ts.URL+"/accounts/nobody"); code != 404 || !strings.Contains(body, "No account “nobody”") {
+	if code, h, body := get(t, ts.URL+"/accounts/nobody"); code != 404 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "No account “nobody”") {
 		t.Errorf("unknown account: %d", code)
 	}
 }

@@ -30,7 +30,7 @@ const pageLimit = 50
 
 // clock is the event time the partitions have reached.
 type clock struct {
-	oldest, newest int64 // Unix ns over the partitions that hold accounts; 0 if none
+	oldest int64 // Unix ns: the earliest clock of the partitions that hold accounts; 0 if none
 }
 
 func (c *clock) add(p *engine.Partition) {
@@ -41,7 +41,6 @@ func (c *clock) add(p *engine.Partition) {
 	if c.oldest == 0 || t < c.oldest {
 		c.oldest = t
 	}
-	c.newest = max(c.newest, t)
 }
 
 // asOf is the "as of" line of a page: the clock of the partition furthest
@@ -166,7 +165,6 @@ func alertRule(rs *rules.Ruleset, name string) *rules.Alert {
 type row struct {
 	*engine.AccountState
 	Risks, Opportunities []chip
-	Suppressed           []string
 	Spark                spark
 }
 
@@ -252,11 +250,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	}
 	hist := s.histories(r.Context(), ids)
 	for _, st := range shown {
-		rw := row{AccountState: st, Suppressed: st.Suppressed, Spark: newSpark(hist[st.AccountID], 30)}
+		rw := row{AccountState: st, Spark: newSpark(hist[st.AccountID], 30)}
 		rw.Risks, rw.Opportunities = chips(rs, st.Alerts, false)
 		d.Rows = append(d.Rows, rw)
 	}
-	s.render(w, "page.html", d)
+	s.render(w, http.StatusOK, "page.html", d)
 }
 
 // sortedKeys returns the non-empty keys, sorted, with keep among them.
@@ -406,7 +404,7 @@ func worstFactor(s *engine.AccountState) string {
 
 // render executes a page into memory first, so a failing template
 // answers 500 rather than half a page.
-func (s *Server) render(w http.ResponseWriter, name string, data any) {
+func (s *Server) render(w http.ResponseWriter, code int, name string, data any) {
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, name, data); err != nil {
 		if s.Log != nil {
@@ -416,5 +414,6 @@ func (s *Server) render(w http.ResponseWriter, name string, data any) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
 	w.Write(b.Bytes())
 }
