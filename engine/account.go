@@ -39,10 +39,7 @@ type account struct {
 	lastEvalNs  int64  // when the rules last evaluated the account
 	head        int32  // newest day bucket in the rings and bitmaps
 	idLen       uint16 // len(id), checked on every event without reading id
-	// eventsFrom is the first day the events ring counts in full: 0, or
-	// the start of the shorter ring of a version 2 checkpoint.
-	eventsFrom int32
-	users      userTable
+	users       userTable
 
 	lastActiveNs int64 // last user activity; 0 = never
 	lastTicketNs int64 // last ticket_opened; 0 = never
@@ -69,7 +66,10 @@ type account struct {
 	// Score history: hist[i] is the score recorded at the midnight of day
 	// histStart+i (see histCode), 0 where none was.
 	histStart int32
-	hist      []uint32
+	// eventsFrom is the first day the events ring counts in full: 0, or
+	// the start of the shorter ring of a version 2 checkpoint.
+	eventsFrom int32
+	hist       []uint32
 
 	crm *crmState // nil until a contract, renewal, touch or stakeholder event
 }

@@ -414,7 +414,7 @@ func (rs *Ruleset) Forget(st *State, account string, attrs *[NumAttrs]string, no
 		}
 		t := Transition{
 			ID: AlertID(account, s.Rule, s.Since), AccountID: account, Rule: s.Rule,
-			State: PhaseResolved, Ts: now, Score: Null, Attrs: *attrs,
+			State: PhaseResolved, Ts: now, Score: Null, Attrs: *attrs, Scorecard: st.Scorecard,
 			Message: s.Rule + ": resolved because the account sent no events for the whole retention period",
 		}
 		for _, a := range rs.Alerts {
