@@ -38,7 +38,7 @@ func (s *Sink) accountURL(id string) string {
 	if s.cfg.PublicURL == "" {
 		return ""
 	}
-	return strings.TrimRight(s.cfg.PublicURL, "/") + "/api/accounts/" + url.PathEscape(id)
+	return strings.TrimRight(s.cfg.PublicURL, "/") + "/accounts/" + url.PathEscape(id) // the account view
 }
 
 // body renders a message for its notifier's type.

@@ -171,7 +171,7 @@ func TestRoutingPayloadsSignatureAndIdempotency(t *testing.T) {
 	}
 	body := string(byPath["/slack"][0].body)
 	for _, want := range []string{"acme — churn_risk (high, firing)", "acme — churn_risk (high, resolved)", "*Score* 31.5 (red)", "owner li",
-		"login_ratio_7d = 0.12", "*Costs most* engagement 17.5/100 (×3), trend 28/100 (×2)", "http://pulse.example:8080/api/accounts/acme"} {
+		"login_ratio_7d = 0.12", "*Costs most* engagement 17.5/100 (×3), trend 28/100 (×2)", "http://pulse.example:8080/accounts/acme"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("slack message lacks %q:\n%s", want, body)
 		}
