@@ -352,6 +352,26 @@ func (a *account) seatsAt(t int64) float64 {
 	return v
 }
 
+// seatsAtNowAnd30And90 returns the seats as they stood at t, t − 30d and
+// t − 90d, in one pass over the history.
+func (a *account) seatsAtNowAnd30And90(t int64) (now, ago30, ago90 float64) {
+	now, ago30, ago90 = rules.Null, rules.Null, rules.Null
+	t30, t90 := t-30*nsPerDay, t-90*nsPerDay
+	for _, s := range a.seats {
+		if s.ts > t {
+			break
+		}
+		now = s.seats
+		if s.ts <= t30 {
+			ago30 = s.seats
+		}
+		if s.ts <= t90 {
+			ago90 = s.seats
+		}
+	}
+	return now, ago30, ago90
+}
+
 // interner keeps one copy of each attribute value per partition (segments,
 // CSM names and plans repeat across thousands of accounts).
 type interner struct {

@@ -102,8 +102,7 @@ func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Dep
 	v[rules.WAU] = float64(wau)
 	v[rules.MAU] = float64(mau)
 	v[rules.WAUPrev] = float64(wauPrev)
-	v[rules.Seats] = a.seatsAt(t)
-	v[rules.Seats30dAgo] = a.seatsAt(t - 30*nsPerDay)
+	v[rules.Seats], v[rules.Seats30dAgo], v[rules.Seats90dAgo] = a.seatsAtNowAnd30And90(t)
 	v[rules.ActivatedUsers] = float64(activated)
 	v[rules.ActivationRate] = ratio(float64(activated), v[rules.Seats])
 	v[rules.Utilization] = ratio(float64(mau), v[rules.Seats])
@@ -140,10 +139,10 @@ func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Dep
 		v[rules.CoreAdoption30d] = float64(core) / float64(mc.nCore)
 	}
 
-	api7 := uint64(ringSum64(a.api[:], a.head, day, 7))
-	api30 := uint64(ringSum64(a.api[:], a.head, day, 30))
-	events7 := ringSum64(a.events[:], a.head, day, 7)
-	eventsPrev := ringSum64(a.events[:], a.head, day-7, 7)
+	var api7, api30 uint64
+	a.api7and30(day, &api7, &api30)
+	var events7, eventsPrev, baseline uint64
+	a.eventWindows(day, &events7, &eventsPrev, &baseline)
 	v[rules.APICalls7d] = float64(api7)
 	v[rules.APICalls30d] = float64(api30)
 	v[rules.Events7d] = float64(events7)
@@ -180,11 +179,10 @@ func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Dep
 	}
 	v[rules.TenureDays] = days(t - a.firstNs)
 
-	v[rules.Seats90dAgo] = a.seatsAt(t - 90*nsPerDay)
 	v[rules.SeatLoginRatio7d] = ratio(float64(userDays)/7, v[rules.Seats])
 	v[rules.UsageVsBaseline] = rules.Null
 	if day-34 >= a.eventsFrom {
-		v[rules.UsageVsBaseline] = ratio(float64(events7), float64(ringSum64(a.events[:], a.head, day-7, 28))/4)
+		v[rules.UsageVsBaseline] = ratio(float64(events7), float64(baseline)/4)
 	}
 	a.crmMetrics(t, v)
 	// Score-based metrics are filled in by the evaluation, which knows the
@@ -249,14 +247,56 @@ func (a *account) netPromoter(t int64) float64 {
 	return float64(promoters-detractors) * 100 / float64(n)
 }
 
+// api7and30 sums the API calls of the 7- and 30-day windows ending with
+// day in one pass over the ring.
+func (a *account) api7and30(day int32, api7, api30 *uint64) {
+	from := max(day-29, a.head-apiDays+1, 1)
+	for d := min(day, a.head); d >= from; d-- {
+		n := uint64(a.api[d%apiDays])
+		*api30 += n
+		if d > day-7 {
+			*api7 += n
+		}
+	}
+}
+
+// eventWindows sums the user-activity events of the last 7 days, the 7
+// before them, and the 28 before the last 7 (the baseline of
+// usage_vs_baseline), in one pass over the ring.
+func (a *account) eventWindows(day int32, last7, prev7, baseline *uint64) {
+	from := max(day-34, a.head-eventDays+1, 1)
+	for d := min(day, a.head); d >= from; d-- {
+		n := uint64(a.events[d%eventDays])
+		switch {
+		case d > day-7:
+			*last7 += n
+		default:
+			*baseline += n
+			if d > day-14 {
+				*prev7 += n
+			}
+		}
+	}
+}
+
 // ringSum64 adds up the n days of a ring ending with day. The ring's newest
-// day is head (≤ day); days it no longer holds count as 0.
+// day is head (≤ day); days it no longer holds count as 0. The slot index
+// wraps by comparison, not modulo: a division per day was most of the
+// cost of an evaluation.
 func ringSum64[T uint32 | uint64](ring []T, head, day int32, n int32) uint64 {
 	size := int32(len(ring))
 	from := max(day-n+1, head-size+1, 1)
+	to := min(day, head)
+	if from > to {
+		return 0
+	}
 	var sum uint64
-	for d := from; d <= min(day, head); d++ {
-		sum += uint64(ring[d%size])
+	i := from % size
+	for range to - from + 1 {
+		sum += uint64(ring[i])
+		if i++; i == size {
+			i = 0
+		}
 	}
 	return sum
 }

@@ -502,7 +502,8 @@ func (c *compiler) attrMatch(m map[string][]string, notify bool, path ...any) []
 		if len(m[k]) == 0 {
 			c.fail(fmt.Errorf("%w: an empty list matches nothing", ErrBadValue), kp...)
 		}
-		out = append(out, Match{Key: k, Values: m[k]})
+		a, _ := AttrByName(k)
+		out = append(out, Match{Key: k, Values: m[k], attr: a})
 	}
 	return out
 }

@@ -150,6 +150,7 @@ func parseKind(s string) (Kind, error) {
 type Match struct {
 	Key    string
 	Values []string
+	attr   Attr // Key's attribute, for alert and scorecard matches
 }
 
 // Alert is a compiled alert rule.
@@ -185,8 +186,7 @@ type Notifier struct {
 // matches reports whether attrs satisfy every key of m.
 func matchAttrs(m []Match, attrs *[NumAttrs]string) bool {
 	for _, k := range m {
-		a, _ := AttrByName(k.Key)
-		if !slices.Contains(k.Values, attrs[a]) {
+		if !slices.Contains(k.Values, attrs[k.attr]) {
 			return false
 		}
 	}
