@@ -261,6 +261,22 @@ func appendWithin[T any](list []T, x T, from int64, ts func(T) int64) []T {
 	return append(list, x)
 }
 
+// overUserLimit reports whether ev would make the account keep more than
+// max users (or NPS respondents).
+func (a *account) overUserLimit(ev *Event, max int) bool {
+	switch {
+	case ev.Type.userActivity():
+		return int(a.users.n) >= max && !a.users.has(xxhash.Sum64(ev.User))
+	case ev.Type == TypeNPS:
+		if len(a.nps) < max {
+			return false
+		}
+		u := xxhash.Sum64(ev.User)
+		return !slices.ContainsFunc(a.nps, func(n npsAnswer) bool { return n.user == u })
+	}
+	return false
+}
+
 func (a *account) useModule(h uint64, day int32) {
 	for i := range a.modules {
 		if a.modules[i].hash == h {

@@ -199,3 +199,41 @@ func BenchmarkApplySteadyState(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkLimitsMemory reports the heap that max_accounts and
+// max_users_per_account bound: an account created by a single event, and
+// one more user in one account.
+func BenchmarkLimitsMemory(b *testing.B) {
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var d Decoder
+	var ev Event
+	apply := func(p *Partition, line []byte) {
+		if r := d.Decode(line, &ev); r != ReasonOK {
+			b.Fatal(r)
+		}
+		if r := p.Apply(&ev, 0); r != ReasonOK {
+			b.Fatal(r)
+		}
+	}
+	const n = 100_000
+	for b.Loop() {
+		before := heap()
+		p := NewPartition(0, fixedRules(b), Config{MaxUsers: n + 1})
+		for i := range n {
+			apply(p, fmt.Appendf(nil, `{"ts":"2026-11-20T09:00:00Z","account_id":"acct-%07d","type":"login","user_id":"u"}`, i))
+		}
+		accounts := heap()
+		for i := range n {
+			apply(p, fmt.Appendf(nil, `{"ts":"2026-11-20T09:00:00Z","account_id":"acct-0000000","type":"login","user_id":"user-%07d"}`, i))
+		}
+		users := heap()
+		b.ReportMetric(float64(accounts-before)/n, "B/account")
+		b.ReportMetric(float64(users-accounts)/n, "B/user")
+		runtime.KeepAlive(p)
+	}
+}

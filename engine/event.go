@@ -185,6 +185,8 @@ const (
 	ReasonChannel
 	ReasonRole
 	ReasonChange
+	ReasonAccountLimit
+	ReasonUserLimit
 
 	NumReasons int = iota
 )
@@ -194,6 +196,7 @@ var reasonNames = [NumReasons]string{
 	"bad_user_id", "bad_module", "bad_platform", "bad_duration", "bad_count",
 	"bad_ticket_id", "bad_value", "bad_attrs", "late", "future", "hash_collision",
 	"bad_arr", "bad_outcome", "bad_channel", "bad_role", "bad_change",
+	"account_limit", "user_limit",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

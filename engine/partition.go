@@ -29,6 +29,13 @@ type Config struct {
 	// at least one per account per ScoreInterval of event time.
 	ScoreRows     bool
 	ScoreInterval time.Duration
+	// MaxAccounts bounds the accounts one partition keeps: an event that
+	// would create one more is rejected (account_limit). MaxUsers bounds
+	// the distinct users (and NPS respondents) one account keeps: an event
+	// of one more is rejected (user_limit). Both bound memory against
+	// hostile or broken producers; see the README for what each costs.
+	MaxAccounts int
+	MaxUsers    int
 }
 
 // DefaultConfig returns the defaults of SPEC §1 and §4.
@@ -39,6 +46,8 @@ func DefaultConfig() Config {
 		EvalInterval:  time.Minute,
 		SweepInterval: time.Hour,
 		ScoreInterval: time.Hour,
+		MaxAccounts:   1_000_000,
+		MaxUsers:      50_000,
 	}
 }
 
@@ -57,6 +66,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sweep_interval: %v must divide 24h or be whole days, so that sweeps fall on UTC midnights and record the scores", c.SweepInterval)
 	case c.ScoreInterval <= 0:
 		return fmt.Errorf("score_interval: %v must be positive", c.ScoreInterval)
+	case c.MaxAccounts < 0:
+		return fmt.Errorf("max_accounts: %d must be positive", c.MaxAccounts)
+	case c.MaxUsers < 0:
+		return fmt.Errorf("max_users_per_account: %d must be positive", c.MaxUsers)
 	}
 	return nil
 }
@@ -78,6 +91,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ScoreInterval == 0 {
 		c.ScoreInterval = d.ScoreInterval
+	}
+	if c.MaxAccounts == 0 {
+		c.MaxAccounts = d.MaxAccounts
+	}
+	if c.MaxUsers == 0 {
+		c.MaxUsers = d.MaxUsers
 	}
 	return c
 }
@@ -145,7 +164,8 @@ func (p *Partition) Len() int { return len(p.order) }
 // Apply folds one decoded event into its account and evaluates the account
 // if it is due. wall is the wall clock in Unix nanoseconds, for rejecting
 // future events (0 skips that check). It returns ReasonOK, ReasonLate,
-// ReasonFuture or ReasonCollision; a rejected event changes nothing.
+// ReasonFuture, ReasonCollision, ReasonAccountLimit or ReasonUserLimit; a
+// rejected event changes nothing.
 func (p *Partition) Apply(ev *Event, wall int64) Reason {
 	if wall != 0 && ev.Ts > wall+int64(p.cfg.MaxFuture) {
 		return ReasonFuture
@@ -161,8 +181,14 @@ func (p *Partition) Apply(ev *Event, wall int64) Reason {
 	if a != nil && int(a.idLen) != len(ev.Account) {
 		return ReasonCollision
 	}
+	if a != nil && a.overUserLimit(ev, p.cfg.MaxUsers) {
+		return ReasonUserLimit
+	}
 	p.advance(ev.Ts) // sweeps first: they may evict a (then it starts anew)
 	if a = p.accounts[h]; a == nil {
+		if len(p.accounts) >= p.cfg.MaxAccounts {
+			return ReasonAccountLimit
+		}
 		a = &account{id: string(ev.Account), idLen: uint16(len(ev.Account))}
 		p.accounts[h] = a
 		p.order = append(p.order, a)

@@ -289,3 +289,55 @@ func TestRecycleScores(t *testing.T) {
 		t.Fatalf("an empty take allocated %v times", allocs)
 	}
 }
+
+// Hostile producers cannot grow state without bound: past max_accounts a
+// partition rejects events of new accounts, past max_users_per_account an
+// account rejects events of new users (and NPS respondents); the accounts
+// and users already kept go on as before.
+func TestAccountAndUserLimits(t *testing.T) {
+	p := NewPartition(0, fixedRules(t), Config{MaxAccounts: 2, MaxUsers: 3})
+	var d Decoder
+	var ev Event
+	apply := func(line string) Reason {
+		if r := d.Decode([]byte(line), &ev); r != ReasonOK {
+			t.Fatal(r)
+		}
+		return p.Apply(&ev, 0)
+	}
+	ev1 := func(account, typ, user string) string {
+		extra := ""
+		if typ == "nps" {
+			extra = `,"value":9`
+		}
+		return fmt.Sprintf(`{"ts":"2026-11-20T09:00:00Z","account_id":%q,"type":%q,"user_id":%q%s}`, account, typ, user, extra)
+	}
+	for _, c := range []struct {
+		line string
+		want Reason
+	}{
+		{ev1("a", "login", "u1"), ReasonOK},
+		{ev1("b", "login", "u1"), ReasonOK},
+		{ev1("c", "login", "u1"), ReasonAccountLimit},
+		{ev1("a", "login", "u2"), ReasonOK},
+		{ev1("a", "login", "u3"), ReasonOK},
+		{ev1("a", "login", "u4"), ReasonUserLimit},
+		{ev1("a", "login", "u1"), ReasonOK}, // a user already kept
+		{ev1("b", "login", "u4"), ReasonOK}, // another account's users are its own
+		{ev1("a", "nps", "u1"), ReasonOK},
+		{ev1("a", "nps", "u2"), ReasonOK},
+		{ev1("a", "nps", "u3"), ReasonOK},
+		{ev1("a", "nps", "u9"), ReasonUserLimit},
+		{ev1("a", "nps", "u2"), ReasonOK},
+	} {
+		if got := apply(c.line); got != c.want {
+			t.Errorf("%s: %s, want %s", c.line, got, c.want)
+		}
+	}
+	if p.Len() != 2 {
+		t.Fatalf("%d accounts kept, want 2", p.Len())
+	}
+	st, _ := p.State("a")
+	if st.Metrics[rules.ActivatedUsers] != 3 {
+		t.Fatalf("activated users %v, want 3", st.Metrics[rules.ActivatedUsers])
+	}
+}

@@ -74,9 +74,11 @@ func (r *Replayer) Line(lineNo int, line []byte) {
 }
 
 var reasonDetails = map[Reason]string{
-	ReasonLate:      "older than the retention horizon",
-	ReasonFuture:    "further ahead of the wall clock than max_future",
-	ReasonCollision: "account_id hashes like another account's",
+	ReasonLate:         "older than the retention horizon",
+	ReasonFuture:       "further ahead of the wall clock than max_future",
+	ReasonCollision:    "account_id hashes like another account's",
+	ReasonAccountLimit: "the partition holds max_accounts accounts already",
+	ReasonUserLimit:    "the account holds max_users_per_account users already",
 }
 
 // Counts returns how many lines ended with each reason so far, and how

@@ -40,6 +40,25 @@ func (t *userTable) get(h uint64) (u *user, created bool) {
 	}
 }
 
+// has reports whether the table holds a user with hash h.
+func (t *userTable) has(h uint64) bool {
+	if h == 0 {
+		h = 1
+	}
+	if len(t.slots) == 0 {
+		return false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch t.slots[i].hash {
+		case h:
+			return true
+		case 0:
+			return false
+		}
+	}
+}
+
 func (t *userTable) grow() {
 	old := t.slots
 	size := 4

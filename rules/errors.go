@@ -15,6 +15,7 @@ var (
 	ErrBadValue        = errors.New("bad value")
 	ErrMissing         = errors.New("missing required key")
 	ErrUndefinedEnvVar = errors.New("undefined environment variable")
+	ErrTooLarge        = errors.New("too large")
 )
 
 // Error is one problem in a rules file. It names the file, the line (0 when

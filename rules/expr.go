@@ -66,8 +66,22 @@ func (t typed) kind() string {
 	return "boolean"
 }
 
+// Limits on a condition's text: a rules file is operator input, but a
+// reload must never take the daemon down (a parser recursing through two
+// million parentheses overflows the stack).
+const (
+	maxExprLen   = 4096
+	maxExprDepth = 64
+)
+
 // compileCondition parses and compiles a when/clear expression.
 func compileCondition(src string) (*condition, error) {
+	if len(src) > maxExprLen {
+		return nil, fmt.Errorf("%w: %d characters, at most %d", ErrBadExpression, len(src), maxExprLen)
+	}
+	if d := nesting(src); d > maxExprDepth {
+		return nil, fmt.Errorf("%w: brackets nested %d deep, at most %d", ErrBadExpression, d, maxExprDepth)
+	}
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadExpression, err)
@@ -82,6 +96,32 @@ func compileCondition(src string) (*condition, error) {
 	}
 	slices.Sort(c.reads)
 	return &condition{eval: t.bool, reads: slices.Compact(c.reads), readsGrade: c.readsGrade}, nil
+}
+
+// nesting returns the deepest bracket nesting of src outside string
+// literals.
+func nesting(src string) int {
+	depth, deepest := 0, 0
+	var quote byte
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'' || c == '`':
+			quote = c
+		case c == '(' || c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 type exprCompiler struct {

@@ -101,6 +101,9 @@ const (
 
 var ruleNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
 
+// MaxFileBytes bounds a rules file: a real one is a few kilobytes.
+const MaxFileBytes = 1 << 20
+
 // LoadOptions carries what loading needs from outside the package.
 type LoadOptions struct {
 	// LookupEnv expands ${VAR} in notify urls and secrets; nil expands none
@@ -111,6 +114,9 @@ type LoadOptions struct {
 // Load parses and validates a rules file. name is used in error messages
 // only. All problems found are returned together, each an *Error.
 func Load(name string, data []byte, opts LoadOptions) (*Ruleset, error) {
+	if len(data) > MaxFileBytes {
+		return nil, &Error{File: name, Err: fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxFileBytes)}
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, decodeErrors(name, &doc, err)

@@ -108,3 +108,28 @@ func TestParseDuration(t *testing.T) {
 		t.Error("1.5d parsed")
 	}
 }
+
+// A rules file must never take the daemon down: huge files, long and
+// deeply nested expressions are refused with the file, line and key (a
+// parser recursing through two million parentheses overflowed the stack).
+func TestHostileRuleFilesAreRefused(t *testing.T) {
+	deep := strings.Repeat("(", 2_000_000) + "dau > 1" + strings.Repeat(")", 2_000_000)
+	if _, err := Load("huge.yaml", []byte("alerts:\n  - name: a\n    when: "+deep+"\n"), LoadOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "huge.yaml: too large") {
+		t.Fatalf("a 4 MB file: %v", err)
+	}
+	nested := strings.Repeat("(", 500) + "dau > 1" + strings.Repeat(")", 500)
+	_, err := Load("nested.yaml", []byte("alerts:\n  - name: a\n    when: "+nested+"\n"), LoadOptions{})
+	if err == nil || !strings.Contains(err.Error(), "nested.yaml:3: alerts[0].when: bad expression: brackets nested 500 deep") {
+		t.Fatalf("500 nested brackets: %v", err)
+	}
+	long := "dau > 1" + strings.Repeat(" || dau > 1", 500)
+	_, err = Load("long.yaml", []byte("alerts:\n  - name: a\n    when: "+long+"\n"), LoadOptions{})
+	if err == nil || !strings.Contains(err.Error(), "long.yaml:3: alerts[0].when: bad expression: 5507 characters, at most 4096") {
+		t.Fatalf("a long expression: %v", err)
+	}
+	// Brackets inside string literals do not count.
+	if _, err := Load("ok.yaml", []byte("alerts:\n  - name: a\n    when: 'segment == \"((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((\" && dau > 1'\n"), LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

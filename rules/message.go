@@ -62,6 +62,9 @@ func compileMessage(rule, src string) (*template.Template, error) {
 	if src == "" {
 		return nil, nil
 	}
+	if len(src) > maxExprLen {
+		return nil, fmt.Errorf("%w: %d characters, at most %d", ErrBadValue, len(src), maxExprLen)
+	}
 	t, err := template.New(rule).Option("missingkey=error").Funcs(messageFuncs).Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadValue, err)

@@ -92,6 +92,8 @@ type engineConfig struct {
 	SweepInterval string `yaml:"sweep_interval"`
 	IdleAdvance   string `yaml:"idle_advance"` // "0" turns it off
 	ScoreInterval string `yaml:"score_interval"`
+	MaxAccounts   int    `yaml:"max_accounts"` // per partition
+	MaxUsers      int    `yaml:"max_users_per_account"`
 }
 
 type checkpointConfig struct {
@@ -228,6 +230,7 @@ func (rc *runConfig) validate() error {
 	if ec.ScoreInterval, err = dur("engine.score_interval", fc.Engine.ScoreInterval, false); err != nil {
 		return err
 	}
+	ec.MaxAccounts, ec.MaxUsers = fc.Engine.MaxAccounts, fc.Engine.MaxUsers
 	if err := ec.Validate(); err != nil {
 		return fmt.Errorf("engine.%w", err)
 	}

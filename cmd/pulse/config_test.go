@@ -52,6 +52,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		"engine:\n  retention: 7d\n":                                  "engine.retention: 168h0m0s is too short",
 		"engine:\n  sweep_interval: 10s\n":                            "engine.sweep_interval: 10s must be at least eval_interval",
 		"engine:\n  sweep_interval: 7m\n":                             "engine.sweep_interval: 7m0s must divide 24h or be whole days",
+		"engine:\n  max_accounts: -1\n":                               "engine.max_accounts: -1 must be positive",
 		"kafka:\n  start: middle\n":                                   `kafka.start: "middle" must be earliest, latest or committed`,
 		"kafka:\n  sasl: {mechanism: kerberos}\n":                     `kafka.sasl.mechanism: "kerberos"`,
 		"checkpoint:\n  interval: -1s\n":                              "checkpoint.interval",
