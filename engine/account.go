@@ -62,6 +62,7 @@ type account struct {
 	firing     []string // firing alerts after the last evaluation, sorted
 	row        lastRow  // the last score row emitted
 	gradeSince int64    // when the grade last changed (or was first given); 0 = no grade
+	dueNs      int64    // when the events applied since lastEvalNs are evaluated; 0 = none
 
 	// Score history: hist[i] is the score recorded at the midnight of day
 	// histStart+i (see histCode), 0 where none was.

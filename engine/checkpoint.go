@@ -98,6 +98,9 @@ func RestorePartition(data []byte, rs *rules.Ruleset, cfg Config) (*Partition, C
 		a := d.account(&p.interner)
 		p.accounts[xxhash.Sum64String(a.id)] = a
 		p.order = append(p.order, a)
+		if a.dueNs != 0 {
+			p.due.push(a)
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d bytes after the last account", len(d.b))
@@ -227,6 +230,7 @@ func (e *encoder) account(a *account) {
 	e.string(a.rulesState.Scorecard)
 	e.uvarint(uint64(a.rulesState.Caps))
 	e.varint(a.gradeSince)
+	e.varint(a.dueNs)
 	e.varint(int64(a.histStart))
 	e.uvarint(uint64(len(a.hist)))
 	for _, c := range a.hist {
@@ -425,6 +429,7 @@ func (d *decoder) accountV3(a *account) {
 	a.rulesState.Scorecard = d.string()
 	a.rulesState.Caps = uint32(d.uvarint())
 	a.gradeSince = d.varint()
+	a.dueNs = d.varint()
 	a.histStart = int32(d.varint())
 	if n := d.count(1); n > 0 {
 		a.hist = make([]uint32, n)

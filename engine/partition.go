@@ -122,6 +122,7 @@ type Partition struct {
 
 	clock     int64 // event time: highest ts applied, or advanced when idle
 	nextSweep int64
+	due       dueQueue // accounts with events applied since their last evaluation
 
 	interner    interner
 	values      rules.Values
@@ -198,8 +199,15 @@ func (p *Partition) Apply(ev *Event, wall int64) Reason {
 		p.revenue = append(p.revenue, RevenueRow{AccountID: a.id, Ts: ev.Ts, Outcome: ev.Outcome,
 			ArrBefore: ev.ARRBefore, ArrAfter: ev.ARRAfter, Segment: a.attrs[rules.Segment], CSM: a.attrs[rules.CSM]})
 	}
-	if a.lastEvalNs == 0 || p.clock-a.lastEvalNs >= int64(p.cfg.EvalInterval) {
+	switch iv := int64(p.cfg.EvalInterval); {
+	case a.lastEvalNs == 0 || p.clock-a.lastEvalNs >= iv:
 		p.evaluate(a, p.clock)
+	case a.dueNs == 0:
+		// Evaluated less than eval_interval ago: due at exactly its last
+		// evaluation + eval_interval (SPEC §2), whenever the clock gets
+		// there, so a transition lags its cause by at most the interval.
+		a.dueNs = a.lastEvalNs + iv
+		p.due.push(a)
 	}
 	return ReasonOK
 }
@@ -227,7 +235,22 @@ func (p *Partition) advance(t int64) {
 	if (t-p.nextSweep)/iv > maxSweepsPerAdvance {
 		p.nextSweep = (t/iv - maxSweepsPerAdvance + 1) * iv
 	}
-	for p.nextSweep <= t {
+	// Due evaluations and sweeps, in event-time order. A sweep at the same
+	// time as a due evaluation covers it.
+	for {
+		sweep := p.nextSweep <= t
+		if at, ok := p.due.next(); ok && at <= t && (!sweep || at < p.nextSweep) {
+			a := p.due.pop()
+			if a.dueNs != at {
+				continue // evaluated since (by a sweep or an event), or evicted
+			}
+			p.clock = at
+			p.evaluate(a, at)
+			continue
+		}
+		if !sweep {
+			break
+		}
 		p.clock = p.nextSweep
 		p.sweep(p.nextSweep)
 		p.nextSweep += iv
@@ -254,6 +277,7 @@ func (p *Partition) sweep(t int64) {
 
 func (p *Partition) evict(a *account, t int64) {
 	delete(p.accounts, xxhash.Sum64String(a.id))
+	a.dueNs = 0
 	res := p.rules.Forget(&a.rulesState, a.id, &a.attrs, t)
 	p.transitions = append(p.transitions, res...)
 }
@@ -279,7 +303,7 @@ func (p *Partition) evaluate(a *account, t int64) {
 	}
 	a.scoreMetrics(t, sc.Score, &p.values)
 	res := p.rules.StepAlerts(p.eval, &a.rulesState, in, sc, t)
-	a.lastEvalNs = t
+	a.lastEvalNs, a.dueNs = t, 0
 	if t%nsPerDay == 0 {
 		a.record(dayOf(t), res.Score, res.Grade)
 	}
