@@ -23,7 +23,7 @@ import (
 //
 //	"PULSECKP" | version u16 (big endian) | payload | crc32c(payload) u32
 //	payload: partition, next offset, rules version, clock, next sweep,
-//	         account count, accounts…
+//	         account count, accounts…, (version 3:) held-back events
 //
 // Readers refuse unknown versions and bad checksums: a checkpoint is
 // never silently half-used. Version 3 adds, per account, the health-model
@@ -63,6 +63,11 @@ func (p *Partition) AppendCheckpoint(b []byte, nextOffset int64) []byte {
 	for _, a := range p.order {
 		e.account(a)
 	}
+	e.uvarint(uint64(len(p.held)))
+	for i := range p.held {
+		e.event(&p.held[i].ev)
+	}
+	e.uvarint(uint64(p.run))
 	b = e.b
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
@@ -100,6 +105,15 @@ func RestorePartition(data []byte, rs *rules.Ruleset, cfg Config) (*Partition, C
 		p.order = append(p.order, a)
 		if a.dueNs != 0 {
 			p.due.push(a)
+		}
+	}
+	if version >= 3 {
+		for range d.count(8) {
+			p.held = append(p.held, copyEvent(d.event()))
+		}
+		p.run = int(d.uvarint())
+		if p.run > len(p.held) {
+			d.fail("held events")
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -261,6 +275,41 @@ func (e *encoder) account(a *account) {
 	}
 }
 
+// event writes a held-back event: every field Apply reads.
+func (e *encoder) event(ev *Event) {
+	e.varint(ev.Ts)
+	e.b = append(e.b, byte(ev.Type), byte(ev.Platform), byte(ev.Outcome), byte(ev.Channel), byte(ev.Role), byte(ev.Change))
+	for _, b := range [][]byte{ev.Account, ev.User, ev.Module, ev.Ticket} {
+		e.uvarint(uint64(len(b)))
+		e.b = append(e.b, b...)
+	}
+	for _, v := range []float64{ev.Duration, ev.Value, ev.ARR, ev.ARRBefore, ev.ARRAfter, ev.Attrs.Seats} {
+		e.f64(v)
+	}
+	e.varint(ev.Count)
+	at := &ev.Attrs
+	flags := uint64(0)
+	if at.HasSeats {
+		flags |= 1
+	}
+	if at.HasRenewal {
+		flags |= 2
+	}
+	for i, has := range at.Has {
+		if has {
+			flags |= 4 << i
+		}
+	}
+	e.uvarint(flags)
+	e.varint(at.RenewalNs)
+	for i, has := range at.Has {
+		if has {
+			e.uvarint(uint64(len(at.Values[i])))
+			e.b = append(e.b, at.Values[i]...)
+		}
+	}
+}
+
 // decoder reads what encoder wrote; the first error sticks and later reads
 // return zeros, so callers check once at the end.
 type decoder struct {
@@ -320,6 +369,35 @@ func (d *decoder) bytes() []byte {
 }
 
 func (d *decoder) string() string { return string(d.bytes()) }
+
+// event reads what encoder.event wrote; its slices point into the
+// checkpoint (the caller copies them).
+func (d *decoder) event() *Event {
+	ev := &Event{Ts: d.varint()}
+	if len(d.b) < 6 {
+		d.fail("event")
+		return ev
+	}
+	ev.Type, ev.Platform, ev.Outcome = Type(d.b[0]), Platform(d.b[1]), Outcome(d.b[2])
+	ev.Channel, ev.Role, ev.Change = Channel(d.b[3]), Role(d.b[4]), Change(d.b[5])
+	d.b = d.b[6:]
+	if ev.Type == 0 || ev.Type > lastType || int(ev.Outcome) >= len(OutcomeNames) {
+		d.fail("event type")
+	}
+	ev.Account, ev.User, ev.Module, ev.Ticket = d.bytes(), d.bytes(), d.bytes(), d.bytes()
+	ev.Duration, ev.Value, ev.ARR, ev.ARRBefore, ev.ARRAfter, ev.Attrs.Seats = d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64()
+	ev.Count = d.varint()
+	flags := d.uvarint()
+	ev.Attrs.HasSeats, ev.Attrs.HasRenewal = flags&1 != 0, flags&2 != 0
+	ev.Attrs.RenewalNs = d.varint()
+	for i := range ev.Attrs.Has {
+		if flags&(4<<i) != 0 {
+			ev.Attrs.Has[i] = true
+			ev.Attrs.Values[i] = d.bytes()
+		}
+	}
+	return ev
+}
 
 // count reads a length and checks it against the bytes left (each element
 // takes at least min bytes), so a corrupt length cannot allocate wildly.

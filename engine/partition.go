@@ -36,7 +36,16 @@ type Config struct {
 	// hostile or broken producers; see the README for what each costs.
 	MaxAccounts int
 	MaxUsers    int
+	// MaxSkew is how far ahead of the partition's clock an event may be
+	// and still move it: one further ahead is held back until a run of
+	// ConfirmRun such events confirms the new time, or the clock gets
+	// within MaxSkew of it (see watermark.go and the README, "Clock").
+	MaxSkew time.Duration
 }
+
+// maxHeld bounds the events held back per partition; a partition that
+// holds this many takes them as confirmation (a flood is not an outlier).
+const maxHeld = 100_000
 
 // DefaultConfig returns the defaults of SPEC §1 and §4.
 func DefaultConfig() Config {
@@ -48,6 +57,7 @@ func DefaultConfig() Config {
 		ScoreInterval: time.Hour,
 		MaxAccounts:   1_000_000,
 		MaxUsers:      50_000,
+		MaxSkew:       time.Hour,
 	}
 }
 
@@ -70,6 +80,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_accounts: %d must be positive", c.MaxAccounts)
 	case c.MaxUsers < 0:
 		return fmt.Errorf("max_users_per_account: %d must be positive", c.MaxUsers)
+	case c.MaxSkew < 0:
+		return fmt.Errorf("max_skew: %v must not be negative", c.MaxSkew)
 	}
 	return nil
 }
@@ -98,6 +110,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxUsers == 0 {
 		c.MaxUsers = d.MaxUsers
 	}
+	if c.MaxSkew == 0 {
+		c.MaxSkew = d.MaxSkew
+	}
 	return c
 }
 
@@ -122,7 +137,10 @@ type Partition struct {
 
 	clock     int64 // event time: highest ts applied, or advanced when idle
 	nextSweep int64
-	due       dueQueue // accounts with events applied since their last evaluation
+	due       dueQueue    // accounts with events applied since their last evaluation
+	held      []heldEvent // events too far ahead of the clock, in arrival order
+	run       int         // held events at the end of held that came in a row
+	outliers  uint64      // events held back since the last TakeOutliers
 
 	interner    interner
 	values      rules.Values
@@ -179,17 +197,32 @@ func (p *Partition) Apply(ev *Event, wall int64) Reason {
 	// Two ids with one 64-bit hash are astronomically unlikely (≈ 3·10⁻⁸ at
 	// a million accounts); comparing lengths catches most of those without
 	// reading the id's bytes, a cache miss per event at scale.
-	if a != nil && int(a.idLen) != len(ev.Account) {
+	switch {
+	case a != nil && int(a.idLen) != len(ev.Account):
 		return ReasonCollision
-	}
-	if a != nil && a.overUserLimit(ev, p.cfg.MaxUsers) {
+	case a != nil && a.overUserLimit(ev, p.cfg.MaxUsers):
 		return ReasonUserLimit
+	case a == nil && len(p.accounts) >= p.cfg.MaxAccounts:
+		return ReasonAccountLimit
 	}
-	p.advance(ev.Ts) // sweeps first: they may evict a (then it starts anew)
-	if a = p.accounts[h]; a == nil {
-		if len(p.accounts) >= p.cfg.MaxAccounts {
-			return ReasonAccountLimit
-		}
+	if p.clock != 0 && ev.Ts > p.clock+int64(p.cfg.MaxSkew) {
+		p.hold(ev)
+		return ReasonOK
+	}
+	p.run = 0 // an event in range: held ones so far were isolated
+	p.apply(ev, h)
+	if len(p.held) > 0 {
+		p.releaseHeld(p.clock)
+	}
+	return ReasonOK
+}
+
+// apply folds an event that passed every check into its account (an
+// account the sweeps it runs evict starts anew).
+func (p *Partition) apply(ev *Event, h uint64) {
+	p.advance(ev.Ts)
+	a := p.accounts[h]
+	if a == nil {
 		a = &account{id: string(ev.Account), idLen: uint16(len(ev.Account))}
 		p.accounts[h] = a
 		p.order = append(p.order, a)
@@ -209,7 +242,6 @@ func (p *Partition) Apply(ev *Event, wall int64) Reason {
 		a.dueNs = a.lastEvalNs + iv
 		p.due.push(a)
 	}
-	return ReasonOK
 }
 
 // horizon is the oldest ts an account's value histories (seats, NPS
@@ -220,9 +252,13 @@ func (p *Partition) horizon() int64 {
 }
 
 // AdvanceTo moves the clock forward to t (never back), running the sweeps
-// whose boundaries it passes. The daemon calls it with the wall clock when
-// a partition is idle; a replay calls it with its end time.
-func (p *Partition) AdvanceTo(t int64) { p.advance(t) }
+// whose boundaries it passes, and applies the held-back events it reaches
+// at their times. The daemon calls it with the wall clock when a partition
+// is idle; a replay calls it with its end time.
+func (p *Partition) AdvanceTo(t int64) {
+	p.releaseHeld(t)
+	p.advance(t)
+}
 
 func (p *Partition) advance(t int64) {
 	if t <= p.clock {

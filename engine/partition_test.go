@@ -115,7 +115,7 @@ func TestLateAndFutureEvents(t *testing.T) {
 		return p.Apply(&ev, wall.UnixNano())
 	}
 	wall := nov20.Add(time.Hour)
-	if r := apply(`{"ts":"2026-11-20T00:00:00Z","account_id":"a","type":"login","user_id":"u"}`, wall); r != ReasonOK {
+	if r := apply(`{"ts":"2026-11-20T00:30:00Z","account_id":"a","type":"login","user_id":"u"}`, wall); r != ReasonOK {
 		t.Fatal(r)
 	}
 	if r := apply(`{"ts":"2026-11-20T01:06:00Z","account_id":"a","type":"login","user_id":"u"}`, wall); r != ReasonFuture {
@@ -211,6 +211,7 @@ func TestAccountStateJSON(t *testing.T) {
 func TestScoreRows(t *testing.T) {
 	rs := fixedRules(t)
 	feed := func(cfg Config, lines ...string) []ScoreRow {
+		cfg.MaxSkew = 24 * time.Hour // b's event, 2 h on, moves the clock at once
 		p := NewPartition(0, rs, cfg)
 		var d Decoder
 		var ev Event

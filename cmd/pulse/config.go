@@ -94,6 +94,7 @@ type engineConfig struct {
 	ScoreInterval string `yaml:"score_interval"`
 	MaxAccounts   int    `yaml:"max_accounts"` // per partition
 	MaxUsers      int    `yaml:"max_users_per_account"`
+	MaxSkew       string `yaml:"max_skew"`
 }
 
 type checkpointConfig struct {
@@ -131,7 +132,7 @@ func defaultConfig() fileConfig {
 		Listen:     "127.0.0.1:8080",
 		Rules:      "deploy/rules/example.yaml",
 		Kafka:      kafkaConfig{Topic: "events", Group: "pulse", Start: stream.StartEarliest, FetchMaxBytes: 16 << 20, FetchMaxWait: "250ms", SessionTimeout: "10s"},
-		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m", ScoreInterval: "1h"},
+		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m", ScoreInterval: "1h", MaxSkew: "1h"},
 		ClickHouse: clickhouseConfig{Database: "pulse", Username: "default", BatchRows: 100_000, FlushInterval: "1s"},
 		Checkpoint: checkpointConfig{Dir: "pulse-data/checkpoints", Interval: "30s"},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
@@ -231,6 +232,9 @@ func (rc *runConfig) validate() error {
 		return err
 	}
 	ec.MaxAccounts, ec.MaxUsers = fc.Engine.MaxAccounts, fc.Engine.MaxUsers
+	if ec.MaxSkew, err = dur("engine.max_skew", fc.Engine.MaxSkew, false); err != nil {
+		return err
+	}
 	if err := ec.Validate(); err != nil {
 		return fmt.Errorf("engine.%w", err)
 	}

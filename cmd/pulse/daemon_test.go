@@ -155,7 +155,7 @@ func fencedStream(accounts, days int) (lines [][]byte, fenceIDs []string) {
 	for d := range g.Days() {
 		g.Day(d, func(l []byte) { lines = append(lines, bytes.Clone(l)) })
 	}
-	ids, fences := synth.Fences(streamEnd, 8, engine.PartitionOf)
+	ids, fences := synth.Fences(streamEnd, 8, engine.ConfirmRun, engine.PartitionOf)
 	return append(lines, fences...), ids
 }
 

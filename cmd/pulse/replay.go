@@ -32,6 +32,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	retention := fs.Duration("retention", 0, "state retention (default 2160h = 90 days)")
 	evalInterval := fs.Duration("eval-interval", 0, "least event time between evaluations of an account (default 1m)")
 	sweepInterval := fs.Duration("sweep-interval", 0, "event time between sweeps of all accounts (default 1h)")
+	maxSkew := fs.Duration("max-skew", 0, "how far ahead of a partition's clock an event moves it at once (default 1h)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err)
@@ -49,7 +50,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		at = t.UnixNano()
 	}
-	cfg := engine.Config{Retention: *retention, EvalInterval: *evalInterval, SweepInterval: *sweepInterval}
+	cfg := engine.Config{Retention: *retention, EvalInterval: *evalInterval, SweepInterval: *sweepInterval, MaxSkew: *maxSkew}
 	if err := cfg.WithDefaults().Validate(); err != nil {
 		return err
 	}

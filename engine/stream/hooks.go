@@ -27,6 +27,9 @@ type Hooks interface {
 	SinkFailed(err error)
 	// DeadLettered counts events written to the dead-letter topic.
 	DeadLettered(n int)
+	// ClockOutliers counts events a partition's watermark held back for
+	// being too far ahead of its clock (engine/watermark.go).
+	ClockOutliers(partition int32, n int)
 }
 
 // NopHooks observes nothing.
@@ -40,3 +43,4 @@ func (NopHooks) Assigned(int32, bool)                          {}
 func (NopHooks) Revoked(int32)                                 {}
 func (NopHooks) SinkFailed(error)                              {}
 func (NopHooks) DeadLettered(int)                              {}
+func (NopHooks) ClockOutliers(int32, int)                      {}

@@ -65,7 +65,7 @@ func generate(accounts, days int) [][]byte {
 }
 
 func fences() [][]byte {
-	_, lines := synth.Fences(streamEnd, partitions, engine.PartitionOf)
+	_, lines := synth.Fences(streamEnd, partitions, engine.ConfirmRun, engine.PartitionOf)
 	return lines
 }
 

@@ -229,6 +229,9 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 		}
 	}
 	cfg.Hooks.Applied(t.partition, applied, time.Since(began), newest)
+	if n := t.part.TakeOutliers(); n > 0 {
+		cfg.Hooks.ClockOutliers(t.partition, int(n))
+	}
 	if err != nil {
 		return err
 	}

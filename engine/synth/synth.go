@@ -606,18 +606,22 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 	}
 }
 
-// Fences returns one account event per partition at ts, for a partition
-// count and a partitioner (engine.PartitionOf): appended to a stream, they
-// move every partition's clock to ts, so a daemon's partitions and a
-// replay end at the same time, and a consumer has applied everything once
-// it has seen every fence.
-func Fences(ts time.Time, partitions int, partitionOf func(account []byte, partitions int) int) (ids []string, lines [][]byte) {
+// Fences returns account events that move every partition's clock to ts,
+// for a partition count and a partitioner (engine.PartitionOf): appended to
+// a stream, they make a daemon's partitions and a replay end at the same
+// time, and a consumer has applied everything once it has seen every
+// fence. Each partition gets run events of one fence account in a row: a
+// clock follows a jump of more than max_skew only when a run of events
+// confirms it (engine.ConfirmRun).
+func Fences(ts time.Time, partitions, run int, partitionOf func(account []byte, partitions int) int) (ids []string, lines [][]byte) {
 	for p := range partitions {
 		for i := 0; ; i++ {
 			id := fmt.Sprintf("fence-%d-%d", p, i)
 			if partitionOf([]byte(id), partitions) == p {
 				ids = append(ids, id)
-				lines = append(lines, fmt.Appendf(nil, `{"ts":%q,"account_id":%q,"type":"account","attrs":{"stage":"fence"}}`, ts.UTC().Format(time.RFC3339Nano), id))
+				for range run {
+					lines = append(lines, fmt.Appendf(nil, `{"ts":%q,"account_id":%q,"type":"account","attrs":{"stage":"fence"}}`, ts.UTC().Format(time.RFC3339Nano), id))
+				}
 				break
 			}
 		}

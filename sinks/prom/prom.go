@@ -41,6 +41,7 @@ type Metrics struct {
 	sinkSeconds *prometheus.HistogramVec
 	sinkRetries prometheus.Counter
 	deadLetters prometheus.Counter
+	outliers    prometheus.Counter
 	transitions *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
 	notified    *prometheus.CounterVec
@@ -65,11 +66,12 @@ func New() *Metrics {
 	m.sinkSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pulse_sink_write_seconds", Help: "Time a sink took to accept a batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"sink"})
 	m.sinkRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_sink_retries_total", Help: "Batch writes retried after a sink failed."})
 	m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_dead_letters_total", Help: "Rejected events written to the dead-letter topic."})
+	m.outliers = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_clock_outliers_total", Help: "Events held back for being more than max_skew ahead of their partition's clock (applied once confirmed or reached)."})
 	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_alert_transitions_total", Help: "Alert transitions handed to the sinks, by rule and state."}, []string{"rule", "state"})
 	m.notified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_notifications_total", Help: "Webhook notifications by notifier and outcome (sent, failed, dropped_queue_full, snoozed, duplicate, repeat)."}, []string{"notifier", "outcome"})
 	m.insertRows = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pulse_clickhouse_insert_rows", Help: "Rows per ClickHouse INSERT, by table: ClickHouse wants them large (tens of thousands and up).", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}, []string{"table"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_rules_reloads_total", Help: "Rules reloads, by result (ok, error)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.transitions, m.reloads, m.notified, m.insertRows,
+	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.outliers, m.transitions, m.reloads, m.notified, m.insertRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -180,6 +182,8 @@ func (n *named) Write(ctx context.Context, b *engine.Batch) error {
 func (n *named) Flush(ctx context.Context) error { return engine.Flush(ctx, n.Sink) }
 
 func (m *Metrics) DeadLettered(n int) { m.deadLetters.Add(float64(n)) }
+
+func (m *Metrics) ClockOutliers(_ int32, n int) { m.outliers.Add(float64(n)) }
 
 // Sink counts the transitions it is given; put it last in engine.Sinks so
 // only accepted batches count.

@@ -57,6 +57,9 @@ func populated(t *testing.T) (*Metrics, *engine.Partition) {
 		d.Decode([]byte(l), &ev)
 		p.Apply(&ev, 0)
 	}
+	// The second event is 18 days ahead: the clock gets there at the end of
+	// the stream, as a replay's would (one event alone does not move it).
+	p.AdvanceTo(time.Date(2026, 11, 19, 9, 0, 0, 0, time.UTC).UnixNano())
 	m := New()
 	failing := m.Wrap("clickhouse", failingSink{})
 	failing.Write(context.Background(), &engine.Batch{})
@@ -73,6 +76,7 @@ func populated(t *testing.T) (*Metrics, *engine.Partition) {
 	m.Checkpointed(3, 0, 0, errors.New("disk full"))
 	m.SinkFailed(errors.New("down"))
 	m.DeadLettered(3)
+	m.ClockOutliers(3, 2)
 	m.RulesReloaded(nil)
 	m.Sink().Write(context.Background(), &engine.Batch{Transitions: p.TakeTransitions()})
 	return m, p
@@ -92,6 +96,7 @@ func TestMetricsFromHooksSinkAndAggregates(t *testing.T) {
 		`pulse_sink_errors_total{sink="clickhouse"} 1`,
 		`pulse_sink_retries_total 1`,
 		`pulse_dead_letters_total 3`,
+		`pulse_clock_outliers_total 2`,
 		`pulse_rules_reloads_total{result="ok"} 1`,
 		`pulse_accounts{grade="red"} 1`,
 		`pulse_alerts_firing{kind="risk",rule="gone_dark",severity="high"} 1`,
