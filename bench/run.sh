@@ -19,3 +19,6 @@ go run ./bench/consume --pulse ./pulse | tee bench/results/consume.md
 
 echo "== ClickHouse sink vs bare insert (starts its own server)"
 go test ./sinks/clickhouse -run '^$' -bench Insert -benchtime 5x | tee bench/results/clickhouse.txt
+
+echo "== event-to-alert latency on the daemon"
+go run ./bench/latency --pulse ./pulse | tee bench/results/latency.md
