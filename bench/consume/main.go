@@ -31,6 +31,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pulsehq/pulse/bench"
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/engine/synth"
@@ -381,22 +382,12 @@ func metricSum(port int, prefix string) float64 {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := bench.FreePort()
 	must(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-func waitPort(addr string) {
-	for range 200 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log.Fatalf("broker on %s did not start", addr)
-}
+func waitPort(addr string) { must(bench.WaitPort(addr)) }
 
 var stopBroker = func() {}
 

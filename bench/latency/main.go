@@ -27,6 +27,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/pulsehq/pulse/bench"
 	"github.com/pulsehq/pulse/engine/stream"
 )
 
@@ -48,12 +49,10 @@ func main() {
 	every := flag.Duration("every", 250*time.Millisecond, "time between threshold-crossing bursts")
 	flag.Parse()
 
-	port := freePort()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	broker := exec.Command(*pulse, "broker", "--port", strconv.Itoa(port), "--partitions", "8", "--topics", "events")
-	must(broker.Start())
-	defer broker.Process.Signal(syscall.SIGTERM)
-	waitPort(addr)
+	broker, err := bench.StartBroker(*pulse)
+	must(err)
+	defer broker.Stop()
+	addr := broker.Addr
 
 	fmt.Printf("## Event-to-alert latency (`pulse run`, broker in its own process)\n\n")
 	fmt.Printf("Machine: %d CPUs (%s/%s), %s. Background load: %d events/s of logins over %d accounts, produced live (ts = now) to 8 partitions; "+
@@ -63,7 +62,7 @@ func main() {
 	fmt.Printf("| eval_interval | bursts | p50 | p99 | max | goal (p99) |\n|---|---|---|---|---|---|\n")
 	for i, c := range []struct {
 		interval, run time.Duration
-		goal         time.Duration
+		goal          time.Duration
 	}{
 		{time.Second, 30 * time.Second, 2 * time.Second},
 		{time.Minute, 100 * time.Second, time.Minute + time.Second},
@@ -193,21 +192,9 @@ func jsonField(body []byte, key string) string {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := bench.FreePort()
 	must(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitPort(addr string) {
-	for range 200 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log.Fatalf("broker on %s did not start", addr)
+	return port
 }
 
 func must(err error) {

@@ -243,14 +243,7 @@ func TestDemoShowsEveryGradeAndFiresEveryAlert(t *testing.T) {
 			fired[tr.Rule]++
 		}
 	}
-	data, err := os.ReadFile(exampleRules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadExampleRules(t)
 	for _, a := range rs.Alerts {
 		if fired[a.Name] == 0 {
 			t.Errorf("%s never fired over the demo's history (%v)", a.Name, fired)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulsehq/pulse/rules"
 )
 
 // The status page and an account view, rendered by a real browser
@@ -31,14 +30,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		t.Skip("chromium is not installed; ./scripts/test.sh installs it and makes this test required")
 	}
-	data, err := os.ReadFile(exampleRules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rules.Load(exampleRules, data, rules.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadExampleRules(t)
 	severity := map[string]string{}
 	for _, a := range rs.Alerts {
 		severity[a.Name] = a.Kind.String() + " sev-" + a.Severity.String()
