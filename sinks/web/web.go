@@ -3,11 +3,14 @@
 // page for CSMs (/) with an HTML view per account (/accounts/{id}), health
 // and readiness probes, /metrics, and POST /-/reload.
 //
-// It holds no copy of the account states: every request asks the partitions
-// the instance owns (through Source, in their own goroutines), so answers
-// are current and the hot path takes no lock. The one thing it keeps is
-// Recent, an engine.Sink that remembers each account's latest alert
-// transitions in memory for the account view.
+// It never waits for the partitions: every answer is read from the
+// snapshots the partitions the instance owns publish (Source.Snapshots),
+// so it comes within a second whatever the sinks do, and says how stale it
+// may be (X-Pulse-Snapshot-Age, and per account "snapshot_age_seconds").
+// An account held by several partitions (its events were produced to more
+// than one) is answered once, flagged with "split_partitions". Besides,
+// the server keeps Recent, an engine.Sink that remembers each account's
+// latest alert transitions in memory for the account view.
 package web
 
 import (
@@ -20,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulsehq/pulse/engine"
@@ -28,7 +32,10 @@ import (
 
 // Source is what the server reads: the partitions this instance owns.
 type Source interface {
-	Do(ctx context.Context, fn func(*engine.Partition)) error
+	// Snapshots returns the latest snapshot of every owned partition. It
+	// asks for fresh ones where the last is older than maxAge and waits
+	// for them until ctx ends, never longer.
+	Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot
 	Ready() bool
 	Rules() *rules.Ruleset
 }
@@ -50,6 +57,9 @@ type Server struct {
 	// nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
+
+	viewMu   sync.Mutex
+	lastView *view
 }
 
 // Snoozer is the webhook sink's per-account snooze.
@@ -201,63 +211,50 @@ func riskOrder(a, b *engine.AccountState) int {
 	return cmp.Or(cmp.Compare(rank(a.Grade), rank(b.Grade)), cmp.Compare(score(a), score(b)), cmp.Compare(a.AccountID, b.AccountID))
 }
 
-// query collects the matching states, riskiest first.
-func (s *Server) query(ctx context.Context, f filter) ([]*engine.AccountState, error) {
-	var out []*engine.AccountState
-	err := s.Source.Do(ctx, func(p *engine.Partition) {
-		p.States(func(st *engine.AccountState) {
-			if f.match(st) {
-				c := *st
-				out = append(out, &c)
-			}
-		})
-	})
-	slices.SortFunc(out, riskOrder)
-	return out, err
-}
-
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilter(r, 100)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	all, err := s.query(r.Context(), f)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+	v := s.view(r.Context())
+	now := s.now()
+	var page []*engine.MergedAccount
+	total := 0
+	for i := range v.accounts {
+		if !f.match(&v.accounts[i].State) {
+			continue
+		}
+		if total >= f.offset && len(page) < f.limit {
+			page = append(page, &v.accounts[i])
+		}
+		total++
 	}
-	page := all[min(f.offset, len(all)):min(f.offset+f.limit, len(all))]
+	setStaleness(w, now, v.snaps)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Total-Count", strconv.Itoa(len(all)))
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
 	b := []byte{'['}
-	for i, st := range page {
+	for i, a := range page {
 		if i > 0 {
 			b = append(b, ",\n"...)
 		}
-		b = st.AppendJSON(b)
+		b = appendAccountJSON(b, now, a)
 	}
 	w.Write(append(b, "]\n"...))
 }
 
 func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var found *engine.AccountState
-	err := s.Source.Do(r.Context(), func(p *engine.Partition) {
-		if st, ok := p.State(id); ok {
-			found = &st
-		}
-	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if found == nil {
+	v := s.view(r.Context())
+	now := s.now()
+	setStaleness(w, now, v.snaps)
+	a := v.account(id)
+	if a == nil {
 		http.Error(w, fmt.Sprintf("no account %q on this instance", id), http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(append(found.AppendJSON(nil), '\n'))
+	w.Write(append(appendAccountJSON(nil, now, a), '\n'))
 }
 
 // alertView is one firing alert in /api/alerts.
@@ -265,50 +262,49 @@ type alertView struct {
 	engine.FiringAlert
 	severity rules.Severity
 	kind     rules.Kind
-	state    *engine.AccountState
+	account  *engine.MergedAccount
 }
 
-func (s *Server) firing(ctx context.Context) ([]alertView, error) {
+// firing lists the firing alerts of the rules in force, most severe first.
+// Only the record the view keeps of a split account counts.
+func (s *Server) firing(v *view) []alertView {
 	rs := s.Source.Rules()
 	var out []alertView
-	err := s.Source.Do(ctx, func(p *engine.Partition) {
-		p.Firing(func(fa engine.FiringAlert) {
-			v := alertView{FiringAlert: fa}
-			for _, a := range rs.Alerts {
-				if a.Name == fa.Rule {
-					v.severity, v.kind = a.Severity, a.Kind
-				}
+	for _, snap := range v.snaps {
+		for _, fa := range snap.Firing {
+			a := v.account(fa.AccountID)
+			if a == nil || a.Snapshot != snap {
+				continue // the other record of a split account
 			}
-			if st, ok := p.State(fa.AccountID); ok {
-				v.state = &st
+			rule := alertRule(rs, fa.Rule)
+			if rule == nil {
+				continue // a rule a reload removed
 			}
-			out = append(out, v)
-		})
-	})
+			out = append(out, alertView{FiringAlert: fa, severity: rule.Severity, kind: rule.Kind, account: a})
+		}
+	}
 	slices.SortFunc(out, func(a, b alertView) int {
 		return cmp.Or(cmp.Compare(b.severity, a.severity), cmp.Compare(a.Since, b.Since), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Rule, b.Rule))
 	})
-	return out, err
+	return out
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
-	list, err := s.firing(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
+	v := s.view(r.Context())
+	now := s.now()
+	list := s.firing(v)
+	setStaleness(w, now, v.snaps)
 	w.Header().Set("Content-Type", "application/json")
 	b := []byte{'['}
 	for i, a := range list {
 		if i > 0 {
 			b = append(b, ",\n"...)
 		}
+		st := &a.account.State
 		b = fmt.Appendf(b, `{"alert_id":%q,"account_id":%s,"rule":%q,"state":"firing","severity":%q,"kind":%q,"since":%q`,
 			a.ID, quote(a.AccountID), a.Rule, a.severity, a.kind, time.Unix(0, a.Since).UTC().Format(time.RFC3339Nano))
-		if a.state != nil {
-			b = fmt.Appendf(b, `,"score":%s,"grade":%q,"csm":%s,"segment":%s`, number(a.state.Score), a.state.Grade, quote(a.state.Attrs[rules.CSM]), quote(a.state.Attrs[rules.Segment]))
-		}
-		b = append(b, '}')
+		b = fmt.Appendf(b, `,"score":%s,"grade":%q,"csm":%s,"segment":%s,"partition":%d,"snapshot_age_seconds":%s}`,
+			number(st.Score), st.Grade, quote(st.Attrs[rules.CSM]), quote(st.Attrs[rules.Segment]), a.account.Snapshot.Partition, seconds(age(now, a.account.Snapshot)))
 	}
 	w.Write(append(b, "]\n"...))
 }

@@ -17,17 +17,25 @@ import (
 	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
-// partitions is a Source over in-process partitions fed with real events.
+// partitions is a Source over in-process partitions fed with real events:
+// each request gets fresh snapshots of them, taken at now (time.Now when
+// nil).
 type partitions struct {
 	parts []*engine.Partition
 	rs    *rules.Ruleset
+	now   func() time.Time
 }
 
-func (p *partitions) Do(_ context.Context, fn func(*engine.Partition)) error {
-	for _, part := range p.parts {
-		fn(part)
+func (p *partitions) Snapshots(context.Context, time.Duration) []*engine.Snapshot {
+	now := time.Now
+	if p.now != nil {
+		now = p.now
 	}
-	return nil
+	var out []*engine.Snapshot
+	for _, part := range p.parts {
+		out = append(out, part.Snapshot(now().UnixNano()))
+	}
+	return out
 }
 func (p *partitions) Ready() bool           { return true }
 func (p *partitions) Rules() *rules.Ruleset { return p.rs }
