@@ -16,12 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks/prom"
 )
 
 // These tests run the real consumer on a Kafka-protocol broker (kfake, in
@@ -366,5 +368,95 @@ func TestAnswersWithinASecondWhileSinksBlock(t *testing.T) {
 		t.Fatalf("flush blocked: %s is missing", onBlocked)
 	} else if age, _ := a["snapshot_age_seconds"].(float64); age < 1.4 {
 		t.Errorf("%s: snapshot_age_seconds %v, want ≥ 1.4", onBlocked, a["snapshot_age_seconds"])
+	}
+}
+
+// TestAccountInTwoPartitionsIsListedOnceAndFlagged: a producer that sent
+// one account's events to two partitions leaves two records of it; the
+// API lists it once — the most recently updated record — flagged with the
+// partitions, and Prometheus counts it.
+func TestAccountInTwoPartitionsIsListedOnceAndFlagged(t *testing.T) {
+	l := startLive(t, engine.Sinks{})
+	ts := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	at := func(d time.Duration) string { return ts.Add(d).UTC().Format(time.RFC3339) }
+	lines := append(accountEvents(ts, "single-a", "single-b"),
+		fmt.Sprintf(`{"ts":%q,"account_id":"twofold","type":"account","attrs":{"seats":10,"segment":"normal"}}`, at(0)),
+		fmt.Sprintf(`{"ts":%q,"account_id":"twofold","type":"login","user_id":"u1"}`, at(0)),
+		fmt.Sprintf(`{"ts":%q,"account_id":"twofold","type":"account","attrs":{"seats":40,"segment":"normal"}}`, at(time.Minute)),
+		fmt.Sprintf(`{"ts":%q,"account_id":"twofold","type":"login","user_id":"u2"}`, at(time.Minute)))
+	l.produce(t, lines, -1, -1, -1, -1, 1, 1, 5, 5)
+
+	var got map[string]map[string]any
+	var r timed
+	waitFor(t, "every account in /api/accounts", 60*time.Second, func() bool {
+		r = fetch(t, l.url+"/api/accounts?limit=1000")
+		if r.code != 200 {
+			return false
+		}
+		var list []map[string]any
+		json.Unmarshal([]byte(r.body), &list)
+		twofold := 0
+		for _, a := range list {
+			if a["account_id"] == "twofold" {
+				twofold++
+			}
+		}
+		got = apiAccounts(t, r.body)
+		return len(got) == 3 && twofold == 1 && fmt.Sprint(got["twofold"]["split_partitions"]) == "[1 5]"
+	})
+	if r.h.Get("X-Total-Count") != "3" {
+		t.Errorf("X-Total-Count %q, want 3", r.h.Get("X-Total-Count"))
+	}
+	tw := got["twofold"]
+	if seats := tw["metrics"].(map[string]any)["seats"]; seats != 40.0 || tw["partition"] != 5.0 {
+		t.Errorf("twofold: seats %v from partition %v; want the latest record: 40 seats, partition 5", seats, tw["partition"])
+	}
+	if _, split := got["single-a"]["split_partitions"]; split {
+		t.Errorf("single-a is flagged: %v", got["single-a"])
+	}
+	r = fetch(t, l.url+"/api/accounts/twofold")
+	if r.code != 200 || !strings.Contains(r.body, `"split_partitions":[1,5]`) {
+		t.Errorf("/api/accounts/twofold: %d %s", r.code, r.body)
+	}
+
+	agg := &prom.Aggregates{Source: l.c, Interval: time.Hour}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(agg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go agg.Run(ctx)
+	gauge := func(name string, labels ...string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		metrics:
+			for _, m := range mf.GetMetric() {
+				for i := 0; i+1 < len(labels); i += 2 {
+					for _, lp := range m.GetLabel() {
+						if lp.GetName() == labels[i] && lp.GetValue() != labels[i+1] {
+							continue metrics
+						}
+					}
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	waitFor(t, "the aggregates", 10*time.Second, func() bool { return gauge("pulse_accounts_split") >= 0 })
+	if n := gauge("pulse_accounts_split"); n != 1 {
+		t.Errorf("pulse_accounts_split = %v, want 1", n)
+	}
+	total := 0.0
+	for _, g := range []string{"red", "yellow", "green", "none"} {
+		total += gauge("pulse_accounts", "grade", g)
+	}
+	if total != 3 {
+		t.Errorf("pulse_accounts adds up to %v, want 3 (the split account once)", total)
 	}
 }
