@@ -160,6 +160,9 @@ func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "rules reloaded")
 }
 
+// maxOffset bounds the offset of a query.
+const maxOffset = 1 << 40
+
 // filter is the query of /api/accounts and the status page.
 type filter struct {
 	grade, depth, segment, csm, alert string
@@ -187,6 +190,8 @@ func parseFilter(r *http.Request, limit int) (filter, error) {
 		}
 	}
 	f.limit = min(f.limit, 1000)
+	// No list is that long, and offset + limit must not overflow.
+	f.offset = min(f.offset, maxOffset)
 	return f, nil
 }
 

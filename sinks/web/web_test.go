@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -49,14 +48,13 @@ const events = `{"ts":"2026-11-01T09:00:00Z","account_id":"healthy","type":"acco
 {"ts":"2026-11-19T10:00:00Z","account_id":"healthy","type":"login","user_id":"b"}`
 
 func server(t *testing.T) *httptest.Server {
-	data, err := os.ReadFile("../../deploy/rules/example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rules.Load("example.yaml", data, rules.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, _ := serverOf(t)
+	return ts
+}
+
+// serverOf serves the events over the example rules; src may be changed.
+func serverOf(t *testing.T) (*httptest.Server, *partitions) {
+	rs := exampleRules(t)
 	src := &partitions{rs: rs}
 	for i := range 2 {
 		src.parts = append(src.parts, engine.NewPartition(int32(i), rs, engine.Config{}))
@@ -78,7 +76,7 @@ func server(t *testing.T) *httptest.Server {
 	}}
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return ts
+	return ts, src
 }
 
 func get(t *testing.T, url string) (int, http.Header, string) {
@@ -206,5 +204,37 @@ func TestSnoozeEndpoint(t *testing.T) {
 	}
 	if code, _ := do("POST", "/api/accounts/acme/snooze?until=2030-01-01T00:00:00Z"); code != 200 || notify.Snoozed("acme").Year() != 2030 {
 		t.Fatalf("until: %d", code)
+	}
+}
+
+func TestHugeOffsetIsAnEmptyPage(t *testing.T) {
+	ts := server(t)
+	for _, path := range []string{"/api/accounts?offset=9223372036854775807", "/api/accounts?offset=9223372036854775807&limit=1000", "/?offset=9223372036854775807"} {
+		code, h, body := get(t, ts.URL+path)
+		if code != 200 {
+			t.Errorf("%s: %d %.200s", path, code, body)
+			continue
+		}
+		if strings.HasPrefix(path, "/api/") && (strings.TrimSpace(body) != "[]" || h.Get("X-Total-Count") != "3") {
+			t.Errorf("%s: %q, total %q; want [] of 3", path, body, h.Get("X-Total-Count"))
+		}
+	}
+}
+
+// TestAlertsListOnlyRulesInForce: a reload that removes every rule ends
+// every listed alert at once, though the partitions keep the alert state
+// until the accounts are evaluated again.
+func TestAlertsListOnlyRulesInForce(t *testing.T) {
+	ts, src := serverOf(t)
+	if _, _, body := get(t, ts.URL+"/api/alerts"); !strings.Contains(body, `"rule":"gone_dark"`) {
+		t.Fatalf("before the reload: %s", body)
+	}
+	empty, err := rules.Load("empty.yaml", nil, rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.rs = empty
+	if code, _, body := get(t, ts.URL+"/api/alerts"); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Fatalf("after a reload without rules: %d %s", code, body)
 	}
 }
