@@ -16,8 +16,12 @@ package web
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -50,6 +54,14 @@ type Server struct {
 	// Snoozer silences an account's notifications; nil disables
 	// /api/accounts/{id}/snooze.
 	Snoozer Snoozer
+	// MaxSnooze bounds a snooze (DefaultMaxSnooze where 0); MaxSnoozes
+	// the accounts snoozed at once (DefaultMaxSnoozes where 0).
+	MaxSnooze  time.Duration
+	MaxSnoozes int
+	// Auth guards the routes; the zero value lets everyone in.
+	Auth Auth
+	// Pprof serves Go's profiler under /debug/pprof/ (to readers).
+	Pprof bool
 	// Recent holds the latest alert transitions for the account view; nil
 	// leaves them out.
 	Recent *Recent
@@ -66,36 +78,57 @@ type Server struct {
 type Snoozer interface {
 	Snooze(account string, until time.Time) error
 	Snoozed(account string) time.Time
+	// Snoozes returns the number of accounts snoozed now.
+	Snoozes() int
 }
 
-// Handler returns the routes.
+// Bounds of snoozes where the Server sets none.
+const (
+	DefaultMaxSnooze  = 90 * 24 * time.Hour
+	DefaultMaxSnoozes = 10_000
+)
+
+// Handler returns the routes. Changes (POST, DELETE) are accepted only
+// as Server.writing says; every other route but the probes needs the
+// read credentials.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics)
+		mux.Handle("GET /metrics", s.reading(s.Metrics.ServeHTTP))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /api/accounts", s.accounts)
-	mux.HandleFunc("GET /api/accounts/{id}", s.account)
-	mux.HandleFunc("GET /api/accounts/{id}/history", s.history)
-	mux.HandleFunc("GET /api/alerts", s.alerts)
-	mux.HandleFunc("GET /api/accounts/{id}/snooze", s.snooze)
-	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.snooze)
-	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.snooze)
-	mux.HandleFunc("POST /-/reload", s.reload)
-	mux.HandleFunc("GET /{$}", s.page)
-	mux.HandleFunc("GET /accounts/{id}", s.accountPage)
-	// Go's profiler, as Prometheus and most Go daemons serve it: bind
-	// listen to a private address.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /api/accounts", s.reading(s.accounts))
+	mux.HandleFunc("GET /api/accounts/{id}", s.reading(s.account))
+	mux.HandleFunc("GET /api/accounts/{id}/history", s.reading(s.history))
+	mux.HandleFunc("GET /api/alerts", s.reading(s.alerts))
+	mux.HandleFunc("GET /api/accounts/{id}/snooze", s.reading(s.snooze))
+	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.writing(s.snooze))
+	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.writing(s.snooze))
+	mux.HandleFunc("POST /-/reload", s.writing(s.reload))
+	mux.HandleFunc("GET /{$}", s.reading(s.page))
+	mux.HandleFunc("GET /accounts/{id}", s.reading(s.accountPage))
+	if s.Pprof {
+		// Go's profiler, for readers only when asked for: a profile
+		// costs CPU, and a heap profile shows account ids.
+		mux.HandleFunc("GET /debug/pprof/", s.reading(pprof.Index))
+		mux.HandleFunc("GET /debug/pprof/profile", s.reading(pprof.Profile))
+		mux.HandleFunc("GET /debug/pprof/trace", s.reading(pprof.Trace))
+	}
 	return mux
 }
 
-// snooze reads (GET), sets (POST ?for=24h or ?until=RFC3339) or clears
-// (DELETE) an account's notification snooze.
+// snoozeRequest is the body of POST /api/accounts/{id}/snooze as JSON;
+// a form or the query give the same fields.
+type snoozeRequest struct {
+	For   string `json:"for"`
+	Until string `json:"until"`
+}
+
+// snooze reads (GET), sets (POST for=24h or until=RFC3339, in the query,
+// a form or a JSON body) or clears (DELETE) an account's notification
+// snooze. Only accounts the instance holds may be snoozed, for at most
+// MaxSnooze, and at most MaxSnoozes at once.
 func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 	if s.Snoozer == nil {
 		http.Error(w, "no notifiers are configured", http.StatusNotFound)
@@ -105,21 +138,44 @@ func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 	var until time.Time
 	switch r.Method {
 	case http.MethodPost:
-		q := r.URL.Query()
-		if v := q.Get("until"); v != "" {
+		if s.view(r.Context()).account(id) == nil {
+			http.Error(w, fmt.Sprintf("no account %q on this instance", id), http.StatusNotFound)
+			return
+		}
+		var req snoozeRequest
+		if t, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); t == "application/json" {
+			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+				http.Error(w, "body: want {\"for\":\"24h\"} or {\"until\":\"RFC 3339 time\"}: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if req.For == "" && req.Until == "" {
+			req.For, req.Until = r.FormValue("for"), r.FormValue("until")
+		}
+		now := time.Now()
+		if v := req.Until; v != "" {
 			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				http.Error(w, fmt.Sprintf("until %q: want an RFC 3339 time", v), http.StatusBadRequest)
+			if err != nil || !t.After(now) {
+				http.Error(w, fmt.Sprintf("until %q: want an RFC 3339 time in the future", v), http.StatusBadRequest)
 				return
 			}
 			until = t
 		} else {
-			d, err := rules.ParseDuration(q.Get("for"))
+			d, err := rules.ParseDuration(req.For)
 			if err != nil || d <= 0 {
-				http.Error(w, fmt.Sprintf("for %q: want a positive duration such as 24h or 7d (or until=RFC3339)", q.Get("for")), http.StatusBadRequest)
+				http.Error(w, fmt.Sprintf("for %q: want a positive duration such as 24h or 7d (or until=RFC3339)", req.For), http.StatusBadRequest)
 				return
 			}
-			until = time.Now().Add(d)
+			until = now.Add(d)
+		}
+		limit := cmp.Or(s.MaxSnooze, DefaultMaxSnooze)
+		if until.Sub(now) > limit {
+			http.Error(w, fmt.Sprintf("a snooze lasts at most %s (http.max_snooze)", days(limit)), http.StatusBadRequest)
+			return
+		}
+		if s.Snoozer.Snoozed(id).IsZero() && s.Snoozer.Snoozes() >= cmp.Or(s.MaxSnoozes, DefaultMaxSnoozes) {
+			http.Error(w, fmt.Sprintf("%d accounts are snoozed already, the most there may be (http.max_snoozes)", s.Snoozer.Snoozes()), http.StatusTooManyRequests)
+			return
 		}
 		if err := s.Snoozer.Snooze(id, until); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -321,4 +377,12 @@ func number(v float64) string {
 		return "null"
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// days writes a duration in whole days where it is some (90d), else as Go does.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	return d.String()
 }
