@@ -400,7 +400,7 @@ output: {transitions_file: "", metrics_interval: 100ms}
 	waitUntil(t, "readiness", 30*time.Second, func() bool { code, _ := httpGet(base + "/readyz"); return code == 200 })
 	metric := func(name string) bool { _, b := httpGet(base + "/metrics"); return bytes.Contains(b, []byte(name)) }
 	post := func() (int, string) {
-		resp, err := http.Post(base+"/-/reload", "", nil)
+		resp, err := http.Post(base+"/-/reload", "application/json", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
