@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
 	"github.com/pulsehq/pulse/sinks/clickhouse"
+	"github.com/pulsehq/pulse/sinks/web"
 )
 
 // fileConfig is the YAML of `pulse run --config FILE`. Every key is
@@ -38,6 +40,26 @@ type fileConfig struct {
 	ClickHouse clickhouseConfig `yaml:"clickhouse"`
 	Webhooks   webhooksConfig   `yaml:"webhooks"`
 	Log        logConfig        `yaml:"log"`
+	HTTP       httpConfig       `yaml:"http"`
+}
+
+// httpConfig secures the HTTP server (see web.Auth).
+type httpConfig struct {
+	Read  authConfig `yaml:"read"`  // the API, pages and /metrics
+	Write authConfig `yaml:"write"` // snoozes and reload; unset: the read credentials
+	// AllowUnauthenticated lets Pulse serve a listen address that is not
+	// loopback without credentials.
+	AllowUnauthenticated bool   `yaml:"allow_unauthenticated"`
+	Pprof                bool   `yaml:"pprof"`
+	MaxSnooze            string `yaml:"max_snooze"`
+	MaxSnoozes           int    `yaml:"max_snoozes"`
+}
+
+// authConfig names credentials; secrets come from the environment only.
+type authConfig struct {
+	TokenEnv         string `yaml:"token_env"` // variable holding the bearer token
+	BasicUser        string `yaml:"basic_user"`
+	BasicPasswordEnv string `yaml:"basic_password_env"` // variable holding the basic-auth password
 }
 
 // webhooksConfig tunes delivery to the notify block of the rules file.
@@ -140,6 +162,7 @@ func defaultConfig() fileConfig {
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
 		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state"},
 		Log:      logConfig{Level: "info"},
+		HTTP:     httpConfig{MaxSnooze: "90d", MaxSnoozes: 10_000},
 	}
 }
 
@@ -152,6 +175,8 @@ type runConfig struct {
 	groupWait         time.Duration
 	stream            stream.Config
 	logLevel          string
+	auth              web.Auth
+	maxSnooze         time.Duration
 }
 
 // loadConfig reads path ("" for the embedded default), applies the
@@ -186,7 +211,11 @@ func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
 		fc.ClickHouse.Password = v
 	}
 	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0, logLevel: fc.Log.Level}
-	if err := rc.validate(); err != nil {
+	err := rc.validate()
+	if err == nil {
+		err = rc.credentials(getenv)
+	}
+	if err != nil {
 		if path == "" {
 			path = "default config"
 		}
@@ -311,6 +340,66 @@ func (rc *runConfig) validate() error {
 	}
 	rc.stream = sc
 	return nil
+}
+
+// credentials reads the HTTP credentials the config names from the
+// environment, and the snooze bounds.
+func (rc *runConfig) credentials(getenv func(string) string) error {
+	h := &rc.file.HTTP
+	var err error
+	if rc.maxSnooze, err = rules.ParseDuration(h.MaxSnooze); err != nil || rc.maxSnooze <= 0 {
+		return fmt.Errorf("http.max_snooze: %q is not a positive duration (e.g. 30d)", h.MaxSnooze)
+	}
+	if h.MaxSnoozes < 1 {
+		return fmt.Errorf("http.max_snoozes: %d must be ≥ 1", h.MaxSnoozes)
+	}
+	read := func(key string, a authConfig) (web.Credentials, error) {
+		var c web.Credentials
+		if a.TokenEnv != "" {
+			if c.Token = getenv(a.TokenEnv); c.Token == "" {
+				return c, fmt.Errorf("%s.token_env: the environment variable %s is not set or empty", key, a.TokenEnv)
+			}
+		}
+		if a.BasicUser != "" || a.BasicPasswordEnv != "" {
+			if a.BasicUser == "" || a.BasicPasswordEnv == "" {
+				return c, fmt.Errorf("%s: basic_user and basic_password_env go together", key)
+			}
+			c.User = a.BasicUser
+			if c.Password = getenv(a.BasicPasswordEnv); c.Password == "" {
+				return c, fmt.Errorf("%s.basic_password_env: the environment variable %s is not set or empty", key, a.BasicPasswordEnv)
+			}
+		}
+		return c, nil
+	}
+	if rc.auth.Read, err = read("http.read", h.Read); err != nil {
+		return err
+	}
+	rc.auth.Write, err = read("http.write", h.Write)
+	return err
+}
+
+// checkExposure refuses to serve a listen address other hosts can reach
+// without credentials, unless http.allow_unauthenticated says so. It runs
+// once the listen address is final (--listen overrides the file).
+func (rc *runConfig) checkExposure() error {
+	if rc.auth.Read.Set() || rc.file.HTTP.AllowUnauthenticated || loopback(rc.file.Listen) {
+		return nil
+	}
+	return fmt.Errorf("listen: %s is not a loopback address and http.read sets no credentials: anyone who reaches it reads every account and may snooze them. "+
+		"Set http.read (and http.write) token_env or basic_user, or set http.allow_unauthenticated: true to serve it open", rc.file.Listen)
+}
+
+// loopback reports whether a listen address accepts only this host.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // dialer builds the Kafka dialer with the TLS and SASL settings.

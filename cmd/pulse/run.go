@@ -48,6 +48,9 @@ func runCmd(args []string, stderr io.Writer) error {
 	if *listen != "" {
 		rc.file.Listen = *listen
 	}
+	if err := rc.checkExposure(); err != nil {
+		return err
+	}
 	var level slog.Level
 	level.UnmarshalText([]byte(rc.logLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -161,7 +164,8 @@ func runCmd(args []string, stderr io.Writer) error {
 	}()
 
 	srv := &http.Server{
-		Handler:           (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify), Recent: recent}).Handler(),
+		Handler: (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify), Recent: recent,
+			Auth: rc.auth, Pprof: rc.file.HTTP.Pprof, MaxSnooze: rc.maxSnooze, MaxSnoozes: rc.file.HTTP.MaxSnoozes}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", rc.file.Listen)

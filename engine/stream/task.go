@@ -44,6 +44,7 @@ type task struct {
 	dead       []kafka.Message     // rejected events not yet in the dead-letter topic
 	buf        []byte              // checkpoint encoding, reused
 	lastEvent  time.Time
+	snap       snapshots // what readers see (snapshot.go)
 }
 
 type query struct {
@@ -61,6 +62,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 	cfg := &t.c.cfg
 	log := cfg.Log.With("partition", t.partition)
 	start := t.restore(log)
+	t.startSnapshots()
 	restored()
 	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
 	t.writeCtx = writeCtx
@@ -104,9 +106,12 @@ func (t *task) run(ctx context.Context, restored func()) {
 		case q := <-t.queries:
 			q.fn(t.part)
 			close(q.done)
+		case <-t.snap.want:
+			t.publish()
 		case now := <-ticker.C:
 			if cfg.IdleAdvance > 0 && now.Sub(t.lastEvent) >= cfg.IdleAdvance {
 				t.part.AdvanceTo(now.UnixNano())
+				t.snap.dirty = true
 				if err := t.flush(ctx); err != nil {
 					return
 				}
@@ -175,6 +180,7 @@ const maxPendingScores = 8192
 // the sink (retrying until it accepts: backpressure).
 func (t *task) apply(ctx context.Context, c *chunk) error {
 	cfg := &t.c.cfg
+	t.snap.dirty = true
 	if c.reset {
 		t.part = engine.NewPartition(t.partition, t.c.rules.Load(), cfg.Engine)
 		t.pending, t.scores, t.revenue = nil, nil, nil
@@ -308,7 +314,12 @@ func (t *task) awaitWrite(ctx context.Context) error {
 	if t.writing == nil {
 		return nil
 	}
+	// Readers are answered while a sink holds the partition back.
+wait:
 	select {
+	case <-t.snap.want:
+		t.publish()
+		goto wait
 	case err := <-t.writing:
 		b := t.written
 		t.writing, t.written = nil, nil
@@ -344,6 +355,7 @@ func (t *task) save(ctx context.Context) error {
 	}
 	// Sinks that buffer (ClickHouse groups many partitions' rows into one
 	// INSERT) store what they hold before the offset moves past it.
+	t.publishIfDirty() // a flush may wait for long, and answers no reader
 	if err := engine.Flush(ctx, t.c.sink); err != nil {
 		return fmt.Errorf("flushing the sinks: %w", err)
 	}

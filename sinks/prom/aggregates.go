@@ -17,9 +17,20 @@ var (
 	firingDesc     = prometheus.NewDesc("pulse_alerts_firing", "Firing alerts by rule, severity and kind.", []string{"rule", "severity", "kind"}, nil)
 	scoreDesc      = prometheus.NewDesc("pulse_score", "Health scores of the accounts that have one.", nil, nil)
 	scrapeDesc     = prometheus.NewDesc("pulse_aggregate_seconds", "Time the last refresh of the account aggregates took.", nil, nil)
+	splitDesc      = prometheus.NewDesc("pulse_accounts_split", "Accounts held by more than one partition: their events were produced to several partitions (key every event by account_id, with one partitioner). Each is counted once in the other aggregates.", nil, nil)
 	scoreBuckets   = []float64{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
 	aggregateLimit = 10 * time.Second
 )
+
+// Snapshotter is a Source whose partitions publish snapshots
+// (stream.Consumer). The aggregates then read those, as the HTTP API does,
+// never waiting for a partition, and count each account once.
+type Snapshotter interface {
+	Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot
+}
+
+// snapshotWait bounds how long a refresh waits for fresh snapshots.
+const snapshotWait = time.Second
 
 // Aggregates exports the account aggregates. They are computed in the
 // background every Interval by visiting every owned partition (in its own
@@ -49,7 +60,7 @@ func (a *Aggregates) Run(ctx context.Context) {
 
 // Describe implements prometheus.Collector.
 func (a *Aggregates) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{accountsDesc, depthDesc, firingDesc, scoreDesc, scrapeDesc} {
+	for _, d := range []*prometheus.Desc{accountsDesc, depthDesc, firingDesc, scoreDesc, scrapeDesc, splitDesc} {
 		ch <- d
 	}
 }
@@ -72,31 +83,43 @@ func (a *Aggregates) refresh(ctx context.Context) {
 	buckets := make([]uint64, len(scoreBuckets))
 	var count uint64
 	var sum float64
-	ctx, cancel := context.WithTimeout(ctx, aggregateLimit)
-	defer cancel()
-	err := a.Source.Do(ctx, func(p *engine.Partition) {
-		p.States(func(s *engine.AccountState) {
-			grades[s.Grade]++
-			depths[s.Depth]++
-			for _, name := range s.Alerts {
-				firing[name]++
-			}
-			for _, name := range s.Suppressed { // firing, though silenced
-				firing[name]++
-			}
-			if !rules.IsNull(s.Score) {
-				count++
-				sum += s.Score
-				for i, b := range scoreBuckets {
-					if s.Score <= b {
-						buckets[i]++
-					}
+	var split float64
+	add := func(s *engine.AccountState) {
+		grades[s.Grade]++
+		depths[s.Depth]++
+		for _, name := range s.Alerts {
+			firing[name]++
+		}
+		for _, name := range s.Suppressed { // firing, though silenced
+			firing[name]++
+		}
+		if !rules.IsNull(s.Score) {
+			count++
+			sum += s.Score
+			for i, b := range scoreBuckets {
+				if s.Score <= b {
+					buckets[i]++
 				}
 			}
-		})
-	})
-	if err != nil {
-		return // keep the last complete snapshot
+		}
+	}
+	if src, ok := a.Source.(Snapshotter); ok {
+		wait, cancel := context.WithTimeout(ctx, snapshotWait)
+		merged := engine.Merge(src.Snapshots(wait, a.Interval))
+		cancel()
+		for i := range merged {
+			add(&merged[i].State)
+			if merged[i].Split != nil {
+				split++
+			}
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, aggregateLimit)
+		defer cancel()
+		err := a.Source.Do(ctx, func(p *engine.Partition) { p.States(add) })
+		if err != nil {
+			return // keep the last complete snapshot
+		}
 	}
 	var out []prometheus.Metric
 	for g, n := range grades {
@@ -114,6 +137,7 @@ func (a *Aggregates) refresh(ctx context.Context) {
 		cum[b] = buckets[i]
 	}
 	out = append(out, prometheus.MustNewConstHistogram(scoreDesc, count, sum, cum))
+	out = append(out, prometheus.MustNewConstMetric(splitDesc, prometheus.GaugeValue, split))
 	out = append(out, prometheus.MustNewConstMetric(scrapeDesc, prometheus.GaugeValue, time.Since(began).Seconds()))
 	a.mu.Lock()
 	a.last = out

@@ -20,27 +20,26 @@ type accountView struct {
 	history []engine.HistoryPoint
 	firing  []engine.FiringAlert
 	clock   clock
+	snaps   []*engine.Snapshot // read
 }
 
-// find asks the partitions for one account: its state (nil when no
+// find reads one account from the snapshots: its state (nil when no
 // partition holds it), history and firing alerts, and the clock.
-func (s *Server) find(ctx context.Context, id string) (accountView, error) {
-	var v accountView
-	err := s.Source.Do(ctx, func(p *engine.Partition) {
-		v.clock.add(p)
-		st, ok := p.State(id)
-		if !ok {
-			return
+func (s *Server) find(ctx context.Context, id string) accountView {
+	v := s.view(ctx)
+	av := accountView{clock: v.clock(), snaps: v.snaps}
+	a := v.account(id)
+	if a == nil {
+		return av
+	}
+	av.state = &a.State
+	av.history = a.Snapshot.History(a.SnapshotAccount)
+	for _, fa := range a.Snapshot.Firing {
+		if fa.AccountID == id {
+			av.firing = append(av.firing, fa)
 		}
-		v.state = &st
-		v.history, _ = p.History(id)
-		p.Firing(func(fa engine.FiringAlert) {
-			if fa.AccountID == id {
-				v.firing = append(v.firing, fa)
-			}
-		})
-	})
-	return v, err
+	}
+	return av
 }
 
 // history is GET /api/accounts/{id}/history: the daily score history as
@@ -48,23 +47,15 @@ func (s *Server) find(ctx context.Context, id string) (accountView, error) {
 // (the score and grade recorded at each UTC midnight of the last 90 days).
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var h []engine.HistoryPoint
-	found := false
-	err := s.Source.Do(r.Context(), func(p *engine.Partition) {
-		if pts, ok := p.History(id); ok {
-			h, found = pts, true
-		}
-	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if !found {
+	v := s.view(r.Context())
+	setStaleness(w, s.now(), v.snaps)
+	a := v.account(id)
+	if a == nil {
 		http.Error(w, fmt.Sprintf("no account %q on this instance", id), http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(appendHistoryJSON(nil, h))
+	w.Write(appendHistoryJSON(nil, a.Snapshot.History(a.SnapshotAccount)))
 }
 
 func appendHistoryJSON(b []byte, h []engine.HistoryPoint) []byte {
@@ -246,11 +237,8 @@ type transitionRow struct {
 
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	v, err := s.find(r.Context(), id)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
+	v := s.find(r.Context(), id)
+	setStaleness(w, s.now(), v.snaps)
 	if v.state == nil {
 		s.render(w, http.StatusNotFound, "missing.html", struct{ ID string }{id})
 		return

@@ -89,7 +89,7 @@ func historyServer(t *testing.T, now time.Time) (*httptest.Server, *Recent) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &partitions{rs: rs}
+	src := &partitions{rs: rs, now: func() time.Time { return now }}
 	for i := range 2 {
 		src.parts = append(src.parts, engine.NewPartition(int32(i), rs, engine.Config{}))
 	}

@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"embed"
 	"fmt"
 	"html/template"
@@ -33,16 +32,6 @@ type clock struct {
 	oldest int64 // Unix ns: the earliest clock of the partitions that hold accounts; 0 if none
 }
 
-func (c *clock) add(p *engine.Partition) {
-	t := p.Clock()
-	if p.Len() == 0 || t == 0 {
-		return
-	}
-	if c.oldest == 0 || t < c.oldest {
-		c.oldest = t
-	}
-}
-
 // asOf is the "as of" line of a page: the clock of the partition furthest
 // behind (every account is at least that current), and how far it trails
 // the wall clock.
@@ -55,10 +44,7 @@ type asOf struct {
 }
 
 func (s *Server) asOf(c clock) asOf {
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
+	now := s.now
 	a := asOf{Threshold: CatchUpLag.String()}
 	if c.oldest == 0 {
 		return a
@@ -84,35 +70,6 @@ func roundLag(d time.Duration) string {
 		return fmt.Sprintf("%dm", d/time.Minute)
 	}
 	return fmt.Sprintf("%ds", d/time.Second)
-}
-
-// snapshot collects every account's state (riskiest first) and the
-// partitions' clock.
-func (s *Server) snapshot(ctx context.Context) ([]*engine.AccountState, clock, error) {
-	var out []*engine.AccountState
-	var c clock
-	err := s.Source.Do(ctx, func(p *engine.Partition) {
-		c.add(p)
-		p.States(func(st *engine.AccountState) {
-			cp := *st
-			out = append(out, &cp)
-		})
-	})
-	slices.SortFunc(out, riskOrder)
-	return out, c, err
-}
-
-// histories returns the score history of the listed accounts.
-func (s *Server) histories(ctx context.Context, ids []string) map[string][]engine.HistoryPoint {
-	out := make(map[string][]engine.HistoryPoint, len(ids))
-	s.Source.Do(ctx, func(p *engine.Partition) {
-		for _, id := range ids {
-			if h, ok := p.History(id); ok {
-				out[id] = h
-			}
-		}
-	})
-	return out
 }
 
 // chip is one alert as a page shows it: its name coloured by severity.
@@ -206,13 +163,10 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if f.limit == 0 {
 		f.limit = pageLimit
 	}
-	all, c, err := s.snapshot(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
+	v := s.view(r.Context())
+	setStaleness(w, s.now(), v.snaps)
 	rs := s.Source.Rules()
-	d := pageData{GradeNames: []string{"red", "yellow", "green", "none"}, All: len(all), Grades: map[string]int{}, AsOf: s.asOf(c),
+	d := pageData{GradeNames: []string{"red", "yellow", "green", "none"}, All: len(v.accounts), Grades: map[string]int{}, AsOf: s.asOf(v.clock()),
 		AlertKind: map[string][]string{}, Limits: []int{25, 50, 100, 200}}
 	if !slices.Contains(d.Limits, f.limit) {
 		d.Limits = append(d.Limits, f.limit)
@@ -220,14 +174,15 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Form.Grade, d.Form.Segment, d.Form.CSM, d.Form.Alert, d.Form.Limit = f.grade, f.segment, f.csm, f.alert, f.limit
 	segments, csms := map[string]bool{}, map[string]bool{}
-	var matching []*engine.AccountState
-	for _, st := range all {
+	var matching []*engine.MergedAccount
+	for i := range v.accounts {
+		st := &v.accounts[i].State
 		d.Grades[st.Grade.String()]++
 		d.Firing += len(st.Alerts)
 		segments[st.Attrs[rules.Segment]] = true
 		csms[st.Attrs[rules.CSM]] = true
 		if f.match(st) {
-			matching = append(matching, st)
+			matching = append(matching, &v.accounts[i])
 		}
 	}
 	d.Segments, d.CSMs = sortedKeys(segments, f.segment), sortedKeys(csms, f.csm)
@@ -243,15 +198,9 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Prev, d.Next, d.Pages = paginate(r.URL.Query(), f, d.Total)
 
-	shown := matching[start:end]
-	ids := make([]string, len(shown))
-	for i, st := range shown {
-		ids[i] = st.AccountID
-	}
-	hist := s.histories(r.Context(), ids)
-	for _, st := range shown {
-		rw := row{AccountState: st, Spark: newSpark(hist[st.AccountID], 30)}
-		rw.Risks, rw.Opportunities = chips(rs, st.Alerts, false)
+	for _, a := range matching[start:end] {
+		rw := row{AccountState: &a.State, Spark: newSpark(a.Snapshot.History(a.SnapshotAccount), 30)}
+		rw.Risks, rw.Opportunities = chips(rs, a.State.Alerts, false)
 		d.Rows = append(d.Rows, rw)
 	}
 	s.render(w, http.StatusOK, "page.html", d)

@@ -3,23 +3,31 @@
 // page for CSMs (/) with an HTML view per account (/accounts/{id}), health
 // and readiness probes, /metrics, and POST /-/reload.
 //
-// It holds no copy of the account states: every request asks the partitions
-// the instance owns (through Source, in their own goroutines), so answers
-// are current and the hot path takes no lock. The one thing it keeps is
-// Recent, an engine.Sink that remembers each account's latest alert
-// transitions in memory for the account view.
+// It never waits for the partitions: every answer is read from the
+// snapshots the partitions the instance owns publish (Source.Snapshots),
+// so it comes within a second whatever the sinks do, and says how stale it
+// may be (X-Pulse-Snapshot-Age, and per account "snapshot_age_seconds").
+// An account held by several partitions (its events were produced to more
+// than one) is answered once, flagged with "split_partitions". Besides,
+// the server keeps Recent, an engine.Sink that remembers each account's
+// latest alert transitions in memory for the account view.
 package web
 
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulsehq/pulse/engine"
@@ -28,7 +36,10 @@ import (
 
 // Source is what the server reads: the partitions this instance owns.
 type Source interface {
-	Do(ctx context.Context, fn func(*engine.Partition)) error
+	// Snapshots returns the latest snapshot of every owned partition. It
+	// asks for fresh ones where the last is older than maxAge and waits
+	// for them until ctx ends, never longer.
+	Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot
 	Ready() bool
 	Rules() *rules.Ruleset
 }
@@ -43,6 +54,14 @@ type Server struct {
 	// Snoozer silences an account's notifications; nil disables
 	// /api/accounts/{id}/snooze.
 	Snoozer Snoozer
+	// MaxSnooze bounds a snooze (DefaultMaxSnooze where 0); MaxSnoozes
+	// the accounts snoozed at once (DefaultMaxSnoozes where 0).
+	MaxSnooze  time.Duration
+	MaxSnoozes int
+	// Auth guards the routes; the zero value lets everyone in.
+	Auth Auth
+	// Pprof serves Go's profiler under /debug/pprof/ (to readers).
+	Pprof bool
 	// Recent holds the latest alert transitions for the account view; nil
 	// leaves them out.
 	Recent *Recent
@@ -50,42 +69,66 @@ type Server struct {
 	// nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
+
+	viewMu   sync.Mutex
+	lastView *view
 }
 
 // Snoozer is the webhook sink's per-account snooze.
 type Snoozer interface {
 	Snooze(account string, until time.Time) error
 	Snoozed(account string) time.Time
+	// Snoozes returns the number of accounts snoozed now.
+	Snoozes() int
 }
 
-// Handler returns the routes.
+// Bounds of snoozes where the Server sets none.
+const (
+	DefaultMaxSnooze  = 90 * 24 * time.Hour
+	DefaultMaxSnoozes = 10_000
+)
+
+// Handler returns the routes. Changes (POST, DELETE) are accepted only
+// as Server.writing says; every other route but the probes needs the
+// read credentials.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics)
+		mux.Handle("GET /metrics", s.reading(s.Metrics.ServeHTTP))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /api/accounts", s.accounts)
-	mux.HandleFunc("GET /api/accounts/{id}", s.account)
-	mux.HandleFunc("GET /api/accounts/{id}/history", s.history)
-	mux.HandleFunc("GET /api/alerts", s.alerts)
-	mux.HandleFunc("GET /api/accounts/{id}/snooze", s.snooze)
-	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.snooze)
-	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.snooze)
-	mux.HandleFunc("POST /-/reload", s.reload)
-	mux.HandleFunc("GET /{$}", s.page)
-	mux.HandleFunc("GET /accounts/{id}", s.accountPage)
-	// Go's profiler, as Prometheus and most Go daemons serve it: bind
-	// listen to a private address.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /api/accounts", s.reading(s.accounts))
+	mux.HandleFunc("GET /api/accounts/{id}", s.reading(s.account))
+	mux.HandleFunc("GET /api/accounts/{id}/history", s.reading(s.history))
+	mux.HandleFunc("GET /api/alerts", s.reading(s.alerts))
+	mux.HandleFunc("GET /api/accounts/{id}/snooze", s.reading(s.snooze))
+	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.writing(s.snooze))
+	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.writing(s.snooze))
+	mux.HandleFunc("POST /-/reload", s.writing(s.reload))
+	mux.HandleFunc("GET /{$}", s.reading(s.page))
+	mux.HandleFunc("GET /accounts/{id}", s.reading(s.accountPage))
+	if s.Pprof {
+		// Go's profiler, for readers only when asked for: a profile
+		// costs CPU, and a heap profile shows account ids.
+		mux.HandleFunc("GET /debug/pprof/", s.reading(pprof.Index))
+		mux.HandleFunc("GET /debug/pprof/profile", s.reading(pprof.Profile))
+		mux.HandleFunc("GET /debug/pprof/trace", s.reading(pprof.Trace))
+	}
 	return mux
 }
 
-// snooze reads (GET), sets (POST ?for=24h or ?until=RFC3339) or clears
-// (DELETE) an account's notification snooze.
+// snoozeRequest is the body of POST /api/accounts/{id}/snooze as JSON;
+// a form or the query give the same fields.
+type snoozeRequest struct {
+	For   string `json:"for"`
+	Until string `json:"until"`
+}
+
+// snooze reads (GET), sets (POST for=24h or until=RFC3339, in the query,
+// a form or a JSON body) or clears (DELETE) an account's notification
+// snooze. Only accounts the instance holds may be snoozed, for at most
+// MaxSnooze, and at most MaxSnoozes at once.
 func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 	if s.Snoozer == nil {
 		http.Error(w, "no notifiers are configured", http.StatusNotFound)
@@ -95,21 +138,44 @@ func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 	var until time.Time
 	switch r.Method {
 	case http.MethodPost:
-		q := r.URL.Query()
-		if v := q.Get("until"); v != "" {
+		if s.view(r.Context()).account(id) == nil {
+			http.Error(w, fmt.Sprintf("no account %q on this instance", id), http.StatusNotFound)
+			return
+		}
+		var req snoozeRequest
+		if t, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); t == "application/json" {
+			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+				http.Error(w, "body: want {\"for\":\"24h\"} or {\"until\":\"RFC 3339 time\"}: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if req.For == "" && req.Until == "" {
+			req.For, req.Until = r.FormValue("for"), r.FormValue("until")
+		}
+		now := time.Now()
+		if v := req.Until; v != "" {
 			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				http.Error(w, fmt.Sprintf("until %q: want an RFC 3339 time", v), http.StatusBadRequest)
+			if err != nil || !t.After(now) {
+				http.Error(w, fmt.Sprintf("until %q: want an RFC 3339 time in the future", v), http.StatusBadRequest)
 				return
 			}
 			until = t
 		} else {
-			d, err := rules.ParseDuration(q.Get("for"))
+			d, err := rules.ParseDuration(req.For)
 			if err != nil || d <= 0 {
-				http.Error(w, fmt.Sprintf("for %q: want a positive duration such as 24h or 7d (or until=RFC3339)", q.Get("for")), http.StatusBadRequest)
+				http.Error(w, fmt.Sprintf("for %q: want a positive duration such as 24h or 7d (or until=RFC3339)", req.For), http.StatusBadRequest)
 				return
 			}
-			until = time.Now().Add(d)
+			until = now.Add(d)
+		}
+		limit := cmp.Or(s.MaxSnooze, DefaultMaxSnooze)
+		if until.Sub(now) > limit {
+			http.Error(w, fmt.Sprintf("a snooze lasts at most %s (http.max_snooze)", days(limit)), http.StatusBadRequest)
+			return
+		}
+		if s.Snoozer.Snoozed(id).IsZero() && s.Snoozer.Snoozes() >= cmp.Or(s.MaxSnoozes, DefaultMaxSnoozes) {
+			http.Error(w, fmt.Sprintf("%d accounts are snoozed already, the most there may be (http.max_snoozes)", s.Snoozer.Snoozes()), http.StatusTooManyRequests)
+			return
 		}
 		if err := s.Snoozer.Snooze(id, until); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -150,6 +216,9 @@ func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "rules reloaded")
 }
 
+// maxOffset bounds the offset of a query.
+const maxOffset = 1 << 40
+
 // filter is the query of /api/accounts and the status page.
 type filter struct {
 	grade, depth, segment, csm, alert string
@@ -177,6 +246,8 @@ func parseFilter(r *http.Request, limit int) (filter, error) {
 		}
 	}
 	f.limit = min(f.limit, 1000)
+	// No list is that long, and offset + limit must not overflow.
+	f.offset = min(f.offset, maxOffset)
 	return f, nil
 }
 
@@ -201,63 +272,50 @@ func riskOrder(a, b *engine.AccountState) int {
 	return cmp.Or(cmp.Compare(rank(a.Grade), rank(b.Grade)), cmp.Compare(score(a), score(b)), cmp.Compare(a.AccountID, b.AccountID))
 }
 
-// query collects the matching states, riskiest first.
-func (s *Server) query(ctx context.Context, f filter) ([]*engine.AccountState, error) {
-	var out []*engine.AccountState
-	err := s.Source.Do(ctx, func(p *engine.Partition) {
-		p.States(func(st *engine.AccountState) {
-			if f.match(st) {
-				c := *st
-				out = append(out, &c)
-			}
-		})
-	})
-	slices.SortFunc(out, riskOrder)
-	return out, err
-}
-
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilter(r, 100)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	all, err := s.query(r.Context(), f)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+	v := s.view(r.Context())
+	now := s.now()
+	var page []*engine.MergedAccount
+	total := 0
+	for i := range v.accounts {
+		if !f.match(&v.accounts[i].State) {
+			continue
+		}
+		if total >= f.offset && len(page) < f.limit {
+			page = append(page, &v.accounts[i])
+		}
+		total++
 	}
-	page := all[min(f.offset, len(all)):min(f.offset+f.limit, len(all))]
+	setStaleness(w, now, v.snaps)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Total-Count", strconv.Itoa(len(all)))
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
 	b := []byte{'['}
-	for i, st := range page {
+	for i, a := range page {
 		if i > 0 {
 			b = append(b, ",\n"...)
 		}
-		b = st.AppendJSON(b)
+		b = appendAccountJSON(b, now, a)
 	}
 	w.Write(append(b, "]\n"...))
 }
 
 func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var found *engine.AccountState
-	err := s.Source.Do(r.Context(), func(p *engine.Partition) {
-		if st, ok := p.State(id); ok {
-			found = &st
-		}
-	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if found == nil {
+	v := s.view(r.Context())
+	now := s.now()
+	setStaleness(w, now, v.snaps)
+	a := v.account(id)
+	if a == nil {
 		http.Error(w, fmt.Sprintf("no account %q on this instance", id), http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(append(found.AppendJSON(nil), '\n'))
+	w.Write(append(appendAccountJSON(nil, now, a), '\n'))
 }
 
 // alertView is one firing alert in /api/alerts.
@@ -265,50 +323,49 @@ type alertView struct {
 	engine.FiringAlert
 	severity rules.Severity
 	kind     rules.Kind
-	state    *engine.AccountState
+	account  *engine.MergedAccount
 }
 
-func (s *Server) firing(ctx context.Context) ([]alertView, error) {
+// firing lists the firing alerts of the rules in force, most severe first.
+// Only the record the view keeps of a split account counts.
+func (s *Server) firing(v *view) []alertView {
 	rs := s.Source.Rules()
 	var out []alertView
-	err := s.Source.Do(ctx, func(p *engine.Partition) {
-		p.Firing(func(fa engine.FiringAlert) {
-			v := alertView{FiringAlert: fa}
-			for _, a := range rs.Alerts {
-				if a.Name == fa.Rule {
-					v.severity, v.kind = a.Severity, a.Kind
-				}
+	for _, snap := range v.snaps {
+		for _, fa := range snap.Firing {
+			a := v.account(fa.AccountID)
+			if a == nil || a.Snapshot != snap {
+				continue // the other record of a split account
 			}
-			if st, ok := p.State(fa.AccountID); ok {
-				v.state = &st
+			rule := alertRule(rs, fa.Rule)
+			if rule == nil {
+				continue // a rule a reload removed
 			}
-			out = append(out, v)
-		})
-	})
+			out = append(out, alertView{FiringAlert: fa, severity: rule.Severity, kind: rule.Kind, account: a})
+		}
+	}
 	slices.SortFunc(out, func(a, b alertView) int {
 		return cmp.Or(cmp.Compare(b.severity, a.severity), cmp.Compare(a.Since, b.Since), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Rule, b.Rule))
 	})
-	return out, err
+	return out
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
-	list, err := s.firing(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
+	v := s.view(r.Context())
+	now := s.now()
+	list := s.firing(v)
+	setStaleness(w, now, v.snaps)
 	w.Header().Set("Content-Type", "application/json")
 	b := []byte{'['}
 	for i, a := range list {
 		if i > 0 {
 			b = append(b, ",\n"...)
 		}
+		st := &a.account.State
 		b = fmt.Appendf(b, `{"alert_id":%q,"account_id":%s,"rule":%q,"state":"firing","severity":%q,"kind":%q,"since":%q`,
 			a.ID, quote(a.AccountID), a.Rule, a.severity, a.kind, time.Unix(0, a.Since).UTC().Format(time.RFC3339Nano))
-		if a.state != nil {
-			b = fmt.Appendf(b, `,"score":%s,"grade":%q,"csm":%s,"segment":%s`, number(a.state.Score), a.state.Grade, quote(a.state.Attrs[rules.CSM]), quote(a.state.Attrs[rules.Segment]))
-		}
-		b = append(b, '}')
+		b = fmt.Appendf(b, `,"score":%s,"grade":%q,"csm":%s,"segment":%s,"partition":%d,"snapshot_age_seconds":%s}`,
+			number(st.Score), st.Grade, quote(st.Attrs[rules.CSM]), quote(st.Attrs[rules.Segment]), a.account.Snapshot.Partition, seconds(age(now, a.account.Snapshot)))
 	}
 	w.Write(append(b, "]\n"...))
 }
@@ -320,4 +377,12 @@ func number(v float64) string {
 		return "null"
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// days writes a duration in whole days where it is some (90d), else as Go does.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	return d.String()
 }
