@@ -110,13 +110,18 @@ func runCmd(args []string, stderr io.Writer) error {
 	if rc.clickhouse != nil {
 		rc.clickhouse.Log = log
 		rc.clickhouse.Inserted = metrics.ClickHouseInserted
+		// The sink retries INSERTs on its own, after Write accepted the
+		// rows: count each failed attempt, or an outage stays invisible.
+		rc.clickhouse.Failed = func(error) { metrics.SinkRetried("clickhouse") }
+		// A ClickHouse that does not answer yet does not stop Pulse: the
+		// sink creates the schema once it does, and holds rows (then the
+		// partitions) meanwhile.
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		chSink, err := clickhouse.Open(octx, *rc.clickhouse)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
-		log.Info("clickhouse", "addr", rc.clickhouse.Addr, "database", rc.clickhouse.Database, "dialect", chSink.Dialect())
 		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
 	}
 	if path := rc.file.Output.TransitionsFile; path != "" {
