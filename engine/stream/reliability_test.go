@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,4 +174,46 @@ func TestDeadLettersKeepTheirKeys(t *testing.T) {
 			t.Errorf("dead letter %q has key %q, want %q", m.Value, m.Key, key)
 		}
 	}
+}
+
+// hangingSink buffers, and its Flush hangs while it is down (a ClickHouse
+// that does not answer).
+type hangingSink struct {
+	collector
+	down atomic.Bool
+}
+
+func (h *hangingSink) Flush(ctx context.Context) error {
+	if h.down.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+// A buffering sink that cannot store does not stop scoring: checkpoints
+// give up and are retried later, nothing is checkpointed meanwhile, and
+// every event is applied (until the sink's own buffer would hold the
+// partitions back); once the sink stores again, checkpoints resume.
+func TestASinkThatCannotFlushDoesNotStopScoring(t *testing.T) {
+	brokers := startBroker(t)
+	rs := exampleRules(t)
+	sink := &hangingSink{}
+	sink.down.Store(true)
+	hooks := &counter{}
+	dir := t.TempDir()
+	r := start(t, testConfig(brokers, dir, hooks), rs, sink)
+	waitFor(t, "readiness", 30*time.Second, r.c.Ready)
+	time.Sleep(time.Second) // the first checkpoints hang
+	lines := generate(20, 10)
+	produce(t, brokers, lines)
+	waitFor(t, "every event applied while the sink hangs", 30*time.Second, func() bool { return hooks.seen.Load() >= int64(len(lines)) })
+	if ckpts, _ := filepath.Glob(filepath.Join(dir, "*.ckpt")); len(ckpts) > 0 {
+		t.Fatalf("checkpointed %v while the sink could not flush", ckpts)
+	}
+	sink.down.Store(false)
+	waitFor(t, "checkpoints", 60*time.Second, func() bool {
+		ckpts, _ := filepath.Glob(filepath.Join(dir, "*.ckpt"))
+		return len(ckpts) == partitions
+	})
 }

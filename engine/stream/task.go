@@ -20,6 +20,10 @@ import (
 // revocation, when sinks may be failing.
 var finalSaveTimeout = 15 * time.Second
 
+// maxSaveBackoff bounds the time between checkpoint attempts while they
+// fail (unless checkpoint_interval is longer).
+const maxSaveBackoff = 30 * time.Second
+
 // task owns one partition for one generation: it alone touches the
 // engine.Partition, so nothing on the hot path is locked.
 type task struct {
@@ -95,6 +99,8 @@ func (t *task) run(ctx context.Context, restored func()) (finalErr error) {
 	ticker := time.NewTicker(min(cfg.CheckpointInterval, time.Second))
 	defer ticker.Stop()
 	lastSave := cfg.Now()
+	saveEvery := cfg.CheckpointInterval
+	saveWait := min(max(cfg.CheckpointInterval, 2*time.Second), 10*time.Second)
 	t.lastEvent = cfg.Now()
 	for {
 		select {
@@ -118,11 +124,24 @@ func (t *task) run(ctx context.Context, restored func()) (finalErr error) {
 					return
 				}
 			}
-			if now.Sub(lastSave) >= cfg.CheckpointInterval {
-				if err := t.save(ctx); err != nil && ctx.Err() == nil { // else the final save follows
-					log.Error("checkpoint or commit failed; the committed offset stays where it was", "err", err)
+			if now.Sub(lastSave) >= saveEvery {
+				// A sink that cannot store (ClickHouse down) must not stop
+				// the partition here: the save gives up after saveWait,
+				// nothing is checkpointed or committed, and the partition
+				// scores on until the sink's buffer is full (then its
+				// Write holds the partition back). Saves are retried less
+				// and less often meanwhile.
+				sctx, cancel := context.WithTimeout(ctx, saveWait)
+				err := t.save(sctx)
+				cancel()
+				switch {
+				case err == nil:
+					saveEvery = cfg.CheckpointInterval
+				case ctx.Err() == nil: // else the final save follows
+					saveEvery = min(saveEvery*2, max(cfg.CheckpointInterval, maxSaveBackoff))
+					log.Error("checkpoint or commit failed; the committed offset stays where it was", "next_attempt_in", saveEvery, "err", err)
 				}
-				lastSave = now
+				lastSave = cfg.Now()
 			}
 		case <-ctx.Done():
 			return
