@@ -152,11 +152,13 @@ func newSink(cfg Config, conn driver.Conn) *Sink {
 		arrived: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
-// answered reports whether err is the server's own answer (an exception),
-// not a failure to reach it.
+// answered reports whether err is the server's own answer (an exception,
+// or a TLS certificate Pulse does not trust), not a failure to reach it:
+// retrying would not help.
 func answered(err error) bool {
 	var e *proto.Exception
-	return errors.As(err, &e)
+	var cert *tls.CertificateVerificationError
+	return errors.As(err, &e) || errors.As(err, &cert)
 }
 
 // connect creates or migrates the schema unless that is done.
