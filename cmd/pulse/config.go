@@ -71,13 +71,14 @@ type webhooksConfig struct {
 }
 
 type clickhouseConfig struct {
-	Addr          []string `yaml:"addr"` // native protocol, host:9000; empty: no ClickHouse
-	Database      string   `yaml:"database"`
-	Username      string   `yaml:"username"`
-	Password      string   `yaml:"password"` // prefer PULSE_CLICKHOUSE_PASSWORD
-	BatchRows     int      `yaml:"batch_rows"`
-	FlushInterval string   `yaml:"flush_interval"`
-	HistoryMonths int      `yaml:"history_months"` // TTL where the server has TTL; 0 keeps everything
+	Addr          []string  `yaml:"addr"` // native protocol, host:9000; empty: no ClickHouse
+	Database      string    `yaml:"database"`
+	Username      string    `yaml:"username"`
+	Password      string    `yaml:"password"` // prefer PULSE_CLICKHOUSE_PASSWORD
+	BatchRows     int       `yaml:"batch_rows"`
+	FlushInterval string    `yaml:"flush_interval"`
+	HistoryMonths int       `yaml:"history_months"` // TTL where the server has TTL; 0 keeps everything
+	TLS           tlsConfig `yaml:"tls"`            // the native protocol's secure port, e.g. 9440
 }
 
 type kafkaConfig struct {
@@ -293,6 +294,19 @@ func (rc *runConfig) validate() error {
 	if sc.SessionTimeout, err = dur("kafka.session_timeout", fc.Kafka.SessionTimeout, false); err != nil {
 		return err
 	}
+	if sc.SessionTimeout < minSessionTimeout || sc.SessionTimeout > maxSessionTimeout {
+		return fmt.Errorf("kafka.session_timeout: %v must be between %v (three of the 1 s heartbeats) and %v (a default broker's group.max.session.timeout.ms)",
+			sc.SessionTimeout, minSessionTimeout, maxSessionTimeout)
+	}
+	sc.LagInterval = rc.aggregateInterval
+	if err := topicName("kafka.topic", fc.Kafka.Topic); err != nil {
+		return err
+	}
+	if fc.Kafka.DeadLetterTopic != "" {
+		if err := topicName("kafka.dead_letter_topic", fc.Kafka.DeadLetterTopic); err != nil {
+			return err
+		}
+	}
 	switch {
 	case fc.Listen == "":
 		return errors.New("listen: an address is required, e.g. 127.0.0.1:8080")
@@ -331,6 +345,9 @@ func (rc *runConfig) validate() error {
 			return fmt.Errorf("clickhouse.batch_rows: %d must be ≥ 1", chc.BatchRows)
 		case chc.HistoryMonths < 0:
 			return fmt.Errorf("clickhouse.history_months: %d must be ≥ 0", chc.HistoryMonths)
+		}
+		if cc.TLS, err = chc.TLS.build("clickhouse.tls"); err != nil {
+			return err
 		}
 		rc.clickhouse = &cc
 		sc.Engine.ScoreRows = true
@@ -402,28 +419,61 @@ func loopback(listen string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// Bounds of kafka.session_timeout. The consumer heartbeats every second,
+// and a member must be able to miss two heartbeats; a default broker
+// refuses sessions outside group.min/max.session.timeout.ms (6 s–30 min).
+const (
+	minSessionTimeout = 3 * time.Second
+	maxSessionTimeout = 30 * time.Minute
+)
+
+// topicRe is Kafka's own rule for topic names. Pulse also names its
+// checkpoint files after the topic, so a name like ../x would put them
+// outside checkpoint.dir.
+var topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func topicName(key, name string) error {
+	if !topicRe.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf(`%s: %q is not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-' (and not "." or "..")`, key, name)
+	}
+	return nil
+}
+
+// build returns the TLS client configuration, or nil when TLS is off. key
+// names the setting in errors (kafka.tls, clickhouse.tls).
+func (c tlsConfig) build(key string) (*tls.Config, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	tc := &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.ca_file: %w", key, err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s.ca_file: %s holds no PEM certificate", key, c.CAFile)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.cert_file/key_file: %w", key, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 // dialer builds the Kafka dialer with the TLS and SASL settings.
 func dialer(k *kafkaConfig) (*kafka.Dialer, error) {
 	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
-	if k.TLS.Enabled {
-		tc := &tls.Config{InsecureSkipVerify: k.TLS.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-		if k.TLS.CAFile != "" {
-			pem, err := os.ReadFile(k.TLS.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("kafka.tls.ca_file: %s holds no PEM certificate", k.TLS.CAFile)
-			}
-		}
-		if k.TLS.CertFile != "" || k.TLS.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(k.TLS.CertFile, k.TLS.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
+	tc, err := k.TLS.build("kafka.tls")
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
 		d.TLS = tc
 	}
 	switch k.SASL.Mechanism {

@@ -1,6 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +70,14 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		"kafka:\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n": "kafka.tls.ca_file",
 		"embedded:\n  partitions: 0\n":                                "embedded.partitions: 0 must be ≥ 1",
 		"listen: [1, 2]\n":                                            "line 1: cannot unmarshal",
+		"kafka:\n  topic: ../outside\n":                               `kafka.topic: "../outside" is not a Kafka topic name`,
+		"kafka:\n  topic: ..\n":                                       `kafka.topic: ".." is not a Kafka topic name`,
+		"kafka:\n  topic: " + strings.Repeat("t", 250) + "\n":         "kafka.topic: ",
+		"kafka:\n  dead_letter_topic: dead/letters\n":                 `kafka.dead_letter_topic: "dead/letters" is not a Kafka topic name`,
+		"kafka:\n  session_timeout: 1ms\n":                            "kafka.session_timeout: 1ms must be between 3s",
+		"kafka:\n  session_timeout: 2h\n":                             "kafka.session_timeout: 2h0m0s must be between",
+		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n":   "clickhouse.tls.ca_file",
+		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, cert_file: /nonexistent.pem}\n": "clickhouse.tls.cert_file/key_file",
 	} {
 		path := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(path, []byte(src), 0o644)
@@ -68,4 +86,73 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 			t.Errorf("%q: got %v, want an error naming the file and containing %q", src, err, want)
 		}
 	}
+}
+
+// A topic of Kafka's longest name and the session timeouts at the bounds
+// are accepted.
+func TestConfigBoundsAccepted(t *testing.T) {
+	for _, src := range []string{
+		"kafka:\n  topic: " + strings.Repeat("t", 249) + "\n",
+		"kafka:\n  topic: a.b_c-D9\n  dead_letter_topic: dead.letters\n",
+		"kafka:\n  session_timeout: 3s\n",
+		"kafka:\n  session_timeout: 30m\n",
+	} {
+		path := filepath.Join(t.TempDir(), "good.yaml")
+		os.WriteFile(path, []byte(src), 0o644)
+		if _, err := loadConfig(path, noEnv); err != nil {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+}
+
+// clickhouse.tls builds the same TLS client configuration as kafka.tls:
+// the CA of ca_file, TLS 1.2 at least.
+func TestClickHouseTLSConfig(t *testing.T) {
+	dir := t.TempDir()
+	caFile, _, _ := selfSigned(t, dir)
+	path := filepath.Join(dir, "pulse.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`
+kafka: {brokers: [k:9092], tls: {enabled: true, ca_file: %[1]s}}
+clickhouse: {addr: [ch:9440], tls: {enabled: true, ca_file: %[1]s}}
+`, caFile)), 0o644)
+	rc, err := loadConfig(path, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]*tls.Config{"clickhouse": rc.clickhouse.TLS, "kafka": rc.stream.Dialer.TLS} {
+		if tc == nil || tc.RootCAs == nil || tc.MinVersion != tls.VersionTLS12 || tc.InsecureSkipVerify {
+			t.Errorf("%s TLS config %+v", name, tc)
+		}
+	}
+	rc, err = loadConfig("", func(k string) string { return map[string]string{"PULSE_CLICKHOUSE_ADDR": "ch:9000"}[k] })
+	if err != nil || rc.clickhouse == nil || rc.clickhouse.TLS != nil {
+		t.Fatalf("without clickhouse.tls: %v, %+v", err, rc.clickhouse)
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost
+// and its key; the certificate is its own CA.
+func selfSigned(t testing.TB, dir string) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile, cert
 }

@@ -31,8 +31,9 @@ import (
 // checkpoint, commit, leave the group.
 const shutdownTimeout = 30 * time.Second
 
-// runCmd is `pulse run`: the daemon. It returns when SIGINT or SIGTERM has
-// stopped it cleanly.
+// runCmd is `pulse run`: the daemon. It returns nil when SIGINT or SIGTERM
+// has stopped it cleanly, and an error (exit status 2) that names what was
+// not checkpointed or not stored when the stop was not clean.
 func runCmd(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -113,13 +114,18 @@ func runCmd(args []string, stderr io.Writer) error {
 	if rc.clickhouse != nil {
 		rc.clickhouse.Log = log
 		rc.clickhouse.Inserted = metrics.ClickHouseInserted
+		// The sink retries INSERTs on its own, after Write accepted the
+		// rows: count each failed attempt, or an outage stays invisible.
+		rc.clickhouse.Failed = func(error) { metrics.SinkRetried("clickhouse") }
+		// A ClickHouse that does not answer yet does not stop Pulse: the
+		// sink creates the schema once it does, and holds rows (then the
+		// partitions) meanwhile.
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		chSink, err := clickhouse.Open(octx, *rc.clickhouse)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
-		log.Info("clickhouse", "addr", rc.clickhouse.Addr, "database", rc.clickhouse.Database, "dialect", chSink.Dialect())
 		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
 	}
 	if path := rc.file.Output.TransitionsFile; path != "" {
@@ -195,11 +201,16 @@ func runCmd(args []string, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	if err := sinks.Close(sctx); err != nil && runErr == nil {
-		runErr = err
+	// A partition whose final checkpoint failed, and rows a sink could not
+	// store, are re-read on the next start: nothing is lost, but the exit
+	// status says the stop was not clean, and the error says what is left.
+	runErr = errors.Join(runErr, sinks.Close(sctx))
+	if runErr != nil {
+		log.Error("stopped with work not saved; the next start re-reads it from the last checkpoints", "err", runErr)
+		return runErr
 	}
 	log.Info("stopped")
-	return runErr
+	return nil
 }
 
 // snoozer keeps a nil *webhook.Sink from becoming a non-nil interface.

@@ -44,9 +44,14 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a member that stopped
 	// heartbeating (a crashed instance) before handing its partitions on.
 	SessionTimeout time.Duration
-	Engine         engine.Config
-	Log            *slog.Logger
-	Hooks          Hooks
+	// LagInterval is how often the lag of every owned partition is
+	// reported from the brokers' high watermarks, besides after each
+	// fetch: a partition a sink holds back fetches nothing, and its lag
+	// must still grow with the backlog.
+	LagInterval time.Duration
+	Engine      engine.Config
+	Log         *slog.Logger
+	Hooks       Hooks
 	// Now is the wall clock; tests may replace it.
 	Now func() time.Time
 }
@@ -68,6 +73,9 @@ func (c *Config) Defaults() {
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 10 * time.Second
 	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 5 * time.Second
+	}
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = 250 * time.Millisecond
 	}
@@ -84,14 +92,18 @@ func (c *Config) Defaults() {
 
 // Consumer runs the engine for the partitions a consumer group assigns it.
 type Consumer struct {
-	cfg   Config
-	sink  engine.Sink
-	rules atomic.Pointer[rules.Ruleset]
-	dlq   *kafka.Writer
+	cfg    Config
+	sink   engine.Sink
+	rules  atomic.Pointer[rules.Ruleset]
+	dlq    *kafka.Writer
+	client *kafka.Client // offsets for the lag
+	// transport carries the lag's and dead letters' requests.
+	transport *kafka.Transport
 
-	mu    sync.Mutex
-	tasks map[int32]*task // owned partitions, for queries
-	ready atomic.Bool
+	mu      sync.Mutex
+	tasks   map[int32]*task // owned partitions, for queries
+	unsaved []error         // final saves that failed on shutdown
+	ready   atomic.Bool
 }
 
 // New returns a consumer evaluating rs and writing to sink.
@@ -99,6 +111,9 @@ func New(cfg Config, rs *rules.Ruleset, sink engine.Sink) *Consumer {
 	cfg.Defaults()
 	c := &Consumer{cfg: cfg, sink: sink, tasks: map[int32]*task{}}
 	c.rules.Store(rs)
+	transport := &kafka.Transport{Dial: cfg.Dialer.DialFunc, TLS: cfg.Dialer.TLS, SASL: cfg.Dialer.SASLMechanism}
+	c.transport = transport
+	c.client = &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: transport}
 	if cfg.DeadLetterTopic != "" {
 		c.dlq = &kafka.Writer{
 			Addr:                   kafka.TCP(cfg.Brokers...),
@@ -107,7 +122,7 @@ func New(cfg Config, rs *rules.Ruleset, sink engine.Sink) *Consumer {
 			RequiredAcks:           kafka.RequireAll,
 			AllowAutoTopicCreation: true,
 			BatchTimeout:           time.Millisecond,
-			Transport:              &kafka.Transport{Dial: cfg.Dialer.DialFunc, TLS: cfg.Dialer.TLS, SASL: cfg.Dialer.SASLMechanism},
+			Transport:              transport,
 		}
 	}
 	return c
@@ -124,10 +139,17 @@ func (c *Consumer) Rules() *rules.Ruleset { return c.rules.Load() }
 // partition has restored its state.
 func (c *Consumer) Ready() bool { return c.ready.Load() }
 
+// ErrNotSaved is returned by Run when a partition's final checkpoint
+// failed on shutdown: its events since the last checkpoint are re-read on
+// the next start, and their outputs are not all stored meanwhile.
+var ErrNotSaved = errors.New("not checkpointed")
+
 // Run joins the group and processes assignments until ctx ends. It then
 // checkpoints and commits every owned partition, leaves the group and
-// returns nil.
+// returns nil — or an ErrNotSaved error that says, partition by partition,
+// what was not checkpointed and which outputs were not stored.
 func (c *Consumer) Run(ctx context.Context) error {
+	go c.watchLag(ctx)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.Group,
 		Brokers:           c.cfg.Brokers,
@@ -153,7 +175,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		gen, err := group.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
-				return c.closeDLQ()
+				group.Close() // waits for every task's final save
+				return errors.Join(c.unsavedErr(), c.closeDLQ())
 			}
 			c.cfg.Log.Warn("consumer group", "err", err)
 			retry.wait(ctx)
@@ -164,7 +187,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
+// unsavedErr joins the final saves that failed on shutdown.
+func (c *Consumer) unsavedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.unsaved) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d partitions %w on shutdown: %w", len(c.unsaved), ErrNotSaved, errors.Join(c.unsaved...))
+}
+
 func (c *Consumer) closeDLQ() error {
+	defer c.transport.CloseIdleConnections()
 	if c.dlq != nil {
 		return c.dlq.Close()
 	}
@@ -194,7 +228,13 @@ func (c *Consumer) generation(ctx context.Context, gen *kafka.Generation) {
 			defer cancel()
 			stop := context.AfterFunc(genCtx, cancel)
 			defer stop()
-			t.run(tctx, restored.Done)
+			if err := t.run(tctx, restored.Done); err != nil && ctx.Err() != nil {
+				// On shutdown (not a rebalance, where the next owner
+				// takes over at once) the process must say so.
+				c.mu.Lock()
+				c.unsaved = append(c.unsaved, err)
+				c.mu.Unlock()
+			}
 		})
 	}
 	go func() {
@@ -220,6 +260,50 @@ func (c *Consumer) unregister(t *task) {
 // commit commits one partition's offset to the group.
 func (c *Consumer) commit(gen *kafka.Generation, partition int32, offset int64) error {
 	return gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: {int(partition): offset}})
+}
+
+// watchLag reports every LagInterval the lag of each owned partition:
+// the brokers' high watermark (one ListOffsets request for them all)
+// minus the partition's next offset to apply. A task also reports its lag
+// after each fetch, but one held back by a sink fetches nothing.
+func (c *Consumer) watchLag(ctx context.Context) {
+	tick := time.NewTicker(c.cfg.LagInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		c.mu.Lock()
+		var req []kafka.OffsetRequest
+		for p := range c.tasks {
+			req = append(req, kafka.LastOffsetOf(int(p)))
+		}
+		c.mu.Unlock()
+		if len(req) == 0 {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, c.cfg.LagInterval+5*time.Second)
+		resp, err := c.client.ListOffsets(lctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.cfg.Topic: req}})
+		cancel()
+		if err != nil {
+			c.cfg.Log.Debug("reading high watermarks for the lag", "err", err)
+			continue
+		}
+		c.mu.Lock() // a partition revoked meanwhile is not reported again
+		for _, po := range resp.Topics[c.cfg.Topic] {
+			t := c.tasks[int32(po.Partition)]
+			next := int64(-1)
+			if t != nil {
+				next = t.applied.Load()
+			}
+			if po.Error == nil && next >= 0 {
+				c.cfg.Hooks.Lag(c.cfg.Topic, t.partition, max(po.LastOffset-next, 0))
+			}
+		}
+		c.mu.Unlock()
+	}
 }
 
 // ErrNotOwned is returned by Do when no partition answered in time.

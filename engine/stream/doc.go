@@ -20,6 +20,14 @@
 // after it, and the engine's determinism makes the re-read produce the same
 // state and the same alert ids.
 //
+// Each partition's lag is reported after every fetch and, from the
+// brokers' high watermarks, every LagInterval: a partition a sink holds
+// back fetches nothing, and its lag must still follow the backlog. A
+// checkpoint whose sinks cannot store gives up after a bounded wait and is
+// retried with backoff, so a partition scores on until a sink's own
+// buffer holds it back. A final checkpoint that fails on shutdown makes
+// Run return ErrNotSaved, naming what is left.
+//
 // On assignment a task restores its partition from the checkpoint directory
 // (shared by the instances of a group, or local for one instance); without
 // a checkpoint it starts from a configured position. A corrupt checkpoint

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -17,7 +18,11 @@ import (
 
 // finalSaveTimeout bounds the checkpoint and commit on shutdown or
 // revocation, when sinks may be failing.
-const finalSaveTimeout = 15 * time.Second
+var finalSaveTimeout = 15 * time.Second
+
+// maxSaveBackoff bounds the time between checkpoint attempts while they
+// fail (unless checkpoint_interval is longer).
+const maxSaveBackoff = 30 * time.Second
 
 // task owns one partition for one generation: it alone touches the
 // engine.Partition, so nothing on the hot path is locked.
@@ -31,8 +36,9 @@ type task struct {
 	part       *engine.Partition
 	dec        engine.Decoder
 	ev         engine.Event
-	next       int64 // offset of the next event to apply
-	checkpoint int64 // next offset as of the last checkpoint
+	next       int64        // offset of the next event to apply
+	applied    atomic.Int64 // next, for the lag watcher
+	checkpoint int64        // next offset as of the last checkpoint
 	counts     [engine.NumReasons]int
 	pending    []rules.Transition  // taken from the partition, not yet handed to the sink
 	scores     []engine.ScoreRow   // likewise
@@ -42,6 +48,7 @@ type task struct {
 	writeCtx   context.Context     // outlives the task's ctx until its final save is done
 	broken     bool                // a write was abandoned: never checkpoint again
 	dead       []kafka.Message     // rejected events not yet in the dead-letter topic
+	deadKeyed  bool                // their original keys are read back
 	buf        []byte              // checkpoint encoding, reused
 	lastEvent  time.Time
 	snap       snapshots // what readers see (snapshot.go)
@@ -57,12 +64,15 @@ func (t *task) path() string {
 }
 
 // run restores the partition, then applies fetched batches until ctx ends;
-// it always leaves with a checkpoint and a commit of what it applied.
-func (t *task) run(ctx context.Context, restored func()) {
+// it leaves with a checkpoint and a commit of what it applied — or, when
+// that final save fails, an error that says what was not checkpointed and
+// which outputs no sink stored.
+func (t *task) run(ctx context.Context, restored func()) (finalErr error) {
 	cfg := &t.c.cfg
 	log := cfg.Log.With("partition", t.partition)
 	start := t.restore(log)
 	t.startSnapshots()
+	t.applied.Store(t.next)
 	restored()
 	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
 	t.writeCtx = writeCtx
@@ -75,7 +85,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
 		defer cancel()
 		if err := t.save(final); err != nil {
-			log.Error("final checkpoint failed; the next owner re-reads from the last one", "err", err)
+			finalErr = t.notSaved(log, err)
 		}
 		cancelWrites()
 		cfg.Hooks.Revoked(t.partition)
@@ -91,6 +101,8 @@ func (t *task) run(ctx context.Context, restored func()) {
 	ticker := time.NewTicker(min(cfg.CheckpointInterval, time.Second))
 	defer ticker.Stop()
 	lastSave := cfg.Now()
+	saveEvery := cfg.CheckpointInterval
+	saveWait := min(max(cfg.CheckpointInterval, 2*time.Second), 10*time.Second)
 	t.lastEvent = cfg.Now()
 	for {
 		select {
@@ -101,6 +113,7 @@ func (t *task) run(ctx context.Context, restored func()) {
 			if err := t.apply(ctx, c); err != nil {
 				return // ctx ended while a sink kept failing
 			}
+			t.applied.Store(t.next)
 			cfg.Hooks.Lag(cfg.Topic, t.partition, max(c.hwm-t.next, 0))
 			f.recycle(c) // applied, and its dead letters written
 		case q := <-t.queries:
@@ -116,16 +129,51 @@ func (t *task) run(ctx context.Context, restored func()) {
 					return
 				}
 			}
-			if now.Sub(lastSave) >= cfg.CheckpointInterval {
-				if err := t.save(ctx); err != nil && ctx.Err() == nil { // else the final save follows
-					log.Error("checkpoint or commit failed; the committed offset stays where it was", "err", err)
+			if now.Sub(lastSave) >= saveEvery {
+				// A sink that cannot store (ClickHouse down) must not stop
+				// the partition here: the save gives up after saveWait,
+				// nothing is checkpointed or committed, and the partition
+				// scores on until the sink's buffer is full (then its
+				// Write holds the partition back). Saves are retried less
+				// and less often meanwhile.
+				sctx, cancel := context.WithTimeout(ctx, saveWait)
+				err := t.save(sctx)
+				cancel()
+				switch {
+				case err == nil:
+					saveEvery = cfg.CheckpointInterval
+				case ctx.Err() == nil: // else the final save follows
+					saveEvery = min(saveEvery*2, max(cfg.CheckpointInterval, maxSaveBackoff))
+					log.Error("checkpoint or commit failed; the committed offset stays where it was", "next_attempt_in", saveEvery, "err", err)
 				}
-				lastSave = now
+				lastSave = cfg.Now()
 			}
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// notSaved logs and returns what a failed final save leaves behind: the
+// events applied since the last checkpoint (the next owner re-reads them)
+// and the outputs no sink has accepted yet. Rows a buffering sink accepted
+// but could not store, that sink reports itself when it closes.
+func (t *task) notSaved(log *slog.Logger, err error) error {
+	transitions := len(t.pending) + len(t.part.TakeTransitions())
+	scores := len(t.scores) + len(t.part.TakeScores())
+	revenue := len(t.revenue) + len(t.part.TakeRevenue())
+	if b := t.written; t.writing != nil && b != nil { // a write still in flight: not accepted
+		transitions, scores, revenue = transitions+len(b.Transitions), scores+len(b.Scores), revenue+len(b.Revenue)
+	}
+	what := fmt.Sprintf("no checkpoint yet: the events applied up to offset %d are re-read from the configured start", t.next)
+	if t.checkpoint >= 0 {
+		what = fmt.Sprintf("%d events (offsets %d to %d) not checkpointed: re-read from offset %d", max(t.next-t.checkpoint, 0), t.checkpoint, t.next-1, t.checkpoint)
+	}
+	log.Error("final checkpoint failed: what follows the last one is re-read by the next owner",
+		"not_checkpointed", what, "transitions_not_stored", transitions,
+		"score_rows_not_stored", scores, "renewal_outcomes_not_stored", revenue, "err", err)
+	return fmt.Errorf("partition %d: %s; %d alert transitions, %d score rows and %d renewal outcomes not accepted by every sink: %w",
+		t.partition, what, transitions, scores, revenue, err)
 }
 
 // restore loads the partition's checkpoint, or starts it empty. It returns
@@ -134,6 +182,15 @@ func (t *task) restore(log *slog.Logger) int64 {
 	cfg := &t.c.cfg
 	rs := t.c.rules.Load()
 	t.checkpoint = -1
+	// A checkpoint write cut short by a crash leaves its temporary file.
+	// This task owns the partition now: any such file is a dead write (or
+	// one of a former owner that must not land any more).
+	if tmps, _ := filepath.Glob(t.path() + ".tmp-*"); len(tmps) > 0 {
+		for _, f := range tmps {
+			os.Remove(f)
+		}
+		log.Info("removed unfinished checkpoint writes", "files", len(tmps))
+	}
 	data, err := os.ReadFile(t.path())
 	if err == nil {
 		p, cp, err := engine.RestorePartition(data, rs, cfg.Engine)
@@ -203,7 +260,7 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 		}
 		t.counts[reason]++
 		if reason != engine.ReasonOK && t.c.dlq != nil {
-			t.dead = append(t.dead, kafka.Message{Value: v, Headers: []kafka.Header{
+			t.dead = append(t.dead, kafka.Message{Offset: c.offsets[i], Value: v, Headers: []kafka.Header{
 				{Key: "pulse-reason", Value: []byte(reason.String())},
 				{Key: "pulse-source", Value: fmt.Appendf(nil, "%s/%d/%d", cfg.Topic, t.partition, c.offsets[i])},
 			}})
@@ -266,11 +323,14 @@ func (t *task) flush(ctx context.Context) error {
 	}
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
 	for len(t.dead) > 0 {
-		err := t.c.dlq.WriteMessages(ctx, t.dead...)
+		err := t.keyDeadLetters(ctx)
+		if err == nil {
+			err = t.c.dlq.WriteMessages(ctx, t.dead...)
+		}
 		if err == nil {
 			cfg.Hooks.DeadLettered(len(t.dead))
 			clear(t.dead)
-			t.dead = t.dead[:0]
+			t.dead, t.deadKeyed = t.dead[:0], false
 			break
 		}
 		cfg.Log.Warn("dead-letter write failed; retrying", "partition", t.partition, "err", err)
@@ -278,6 +338,51 @@ func (t *task) flush(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	return nil
+}
+
+// keyDeadLetters reads back the original keys of the dead letters. The
+// fetcher reads values only (keys would cost an allocation per message on
+// the hot path, and Pulse reads none), so the few rejected messages are
+// fetched again, once per run of them within one broker answer.
+func (t *task) keyDeadLetters(ctx context.Context) error {
+	if t.deadKeyed {
+		return nil
+	}
+	cfg := &t.c.cfg
+	f := fetcher{cfg: cfg, partition: int(t.partition)}
+	conn, err := f.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the keys of dead letters: %w", err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	for i := 0; i < len(t.dead); {
+		if _, err := conn.Seek(t.dead[i].Offset, kafka.SeekAbsolute); err != nil {
+			return fmt.Errorf("reading the keys of dead letters: %w", err)
+		}
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 1 << 20, MaxWait: cfg.FetchMaxWait})
+		start := i
+		for i < len(t.dead) {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			for i < len(t.dead) && t.dead[i].Offset <= m.Offset {
+				if t.dead[i].Offset == m.Offset {
+					t.dead[i].Key = m.Key
+				}
+				i++
+			}
+		}
+		err := batch.Close()
+		if i == start { // not one message read
+			return fmt.Errorf("reading the keys of dead letters at offset %d: %w", t.dead[i].Offset, err)
+		}
+	}
+	t.deadKeyed = true
 	return nil
 }
 

@@ -16,13 +16,19 @@
 // and jitter while the next batch fills; once that one is full too, Write
 // blocks (backpressure), so memory stays at about two batches, the
 // consumer stops committing offsets past what ClickHouse holds, and
-// everything catches up when it returns. Tables are ReplacingMergeTree
+// everything catches up when it returns. Every failed attempt is reported
+// (Config.Failed), so an outage shows in the metrics while the rows wait.
+// Open does not need the server: when ClickHouse does not answer, the
+// schema is created or migrated in the background once it does, and rows
+// wait in the batches meanwhile, as during an outage. Close reports the
+// rows it could not store. Tables are ReplacingMergeTree
 // keyed by the outputs' stable ids, so re-sent rows (after a crash, or a
 // replay) leave no visible duplicates with FINAL or argMax queries.
 package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,10 +36,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
@@ -48,10 +56,15 @@ type Config struct {
 	BatchRows     int           // store a batch at this many rows (default 100,000)
 	FlushInterval time.Duration // or this long after its first rows (default 1s)
 	HistoryMonths int           // TTL of history on servers that have TTL; 0 keeps it forever
+	TLS           *tls.Config   // nil: plain TCP
 	Log           *slog.Logger
 	// Inserted, if set, is told of every INSERT that succeeded: the rows
 	// per INSERT are what ClickHouse's load depends on.
 	Inserted func(table string, rows int)
+	// Failed, if set, is told of every failed attempt to store a batch
+	// (connecting, migrating the schema or an INSERT); each is retried.
+	// It is called from the sink's own goroutine and must not block.
+	Failed func(err error)
 }
 
 // Sink is the ClickHouse sink; it implements engine.Sink and
@@ -60,6 +73,11 @@ type Sink struct {
 	cfg     Config
 	conn    driver.Conn
 	dialect dialect
+	// ready says the schema is created and migrated; until then (the
+	// server did not answer at Open) the flusher migrates before it
+	// inserts.
+	ready       atomic.Bool
+	dialectName atomic.Value // string, once ready
 
 	// The prepared INSERT of score rows, reused (see insertScores); only
 	// the flusher touches it.
@@ -73,6 +91,8 @@ type Sink struct {
 	stored   uint64 // every Write up to this one is stored
 	flushing bool   // a Flush waits: store the filling batch now
 	closed   bool
+	unstored rowCounts     // what the last store on Close failed to insert
+	lastErr  error         // why
 	changed  chan struct{} // closed (and replaced) when a batch is cut or stored
 	arrived  chan struct{} // the filling batch got its first rows
 	kick     chan struct{} // store the filling batch now
@@ -81,6 +101,11 @@ type Sink struct {
 }
 
 // Open connects, creates or migrates the schema and starts the flusher.
+// A server that does not answer (refused, unreachable, timed out) does not
+// fail Open: the flusher migrates once it answers, retrying with backoff
+// and reporting each failure to Config.Failed, while Writes buffer and
+// then wait as during an outage. A server that answers with an error
+// (wrong password, a migration it refuses) fails Open.
 func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Database == "" {
 		cfg.Database = "pulse"
@@ -97,18 +122,26 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Inserted == nil {
 		cfg.Inserted = func(string, int) {}
 	}
+	if cfg.Failed == nil {
+		cfg.Failed = func(error) {}
+	}
 	conn, err := ch.Open(&ch.Options{
 		Addr:        cfg.Addr,
 		Auth:        ch.Auth{Username: cfg.Username, Password: cfg.Password},
+		TLS:         cfg.TLS,
 		DialTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
 	s := newSink(cfg, conn)
-	if err := s.migrate(ctx, -1); err != nil {
-		conn.Close()
-		return nil, err
+	if err := s.connect(ctx); err != nil {
+		if answered(err) {
+			conn.Close()
+			return nil, err
+		}
+		cfg.Failed(err)
+		cfg.Log.Warn("clickhouse does not answer; starting without it: rows wait in memory (then partitions wait) until it does, and the schema is created then", "addr", cfg.Addr, "err", err)
 	}
 	go s.flusher()
 	return s, nil
@@ -119,8 +152,35 @@ func newSink(cfg Config, conn driver.Conn) *Sink {
 		arrived: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
-// Dialect names the schema dialect in use: "compat" (18.16) or "modern".
-func (s *Sink) Dialect() string { return s.dialect.name }
+// answered reports whether err is the server's own answer (an exception,
+// or a TLS certificate Pulse does not trust), not a failure to reach it:
+// retrying would not help.
+func answered(err error) bool {
+	var e *proto.Exception
+	var cert *tls.CertificateVerificationError
+	return errors.As(err, &e) || errors.As(err, &cert)
+}
+
+// connect creates or migrates the schema unless that is done.
+func (s *Sink) connect(ctx context.Context) error {
+	if s.ready.Load() {
+		return nil
+	}
+	if err := s.migrate(ctx, -1); err != nil {
+		return err
+	}
+	s.dialectName.Store(s.dialect.name)
+	s.ready.Store(true)
+	s.cfg.Log.Info("clickhouse schema ready", "addr", s.cfg.Addr, "database", s.cfg.Database, "dialect", s.dialect.name)
+	return nil
+}
+
+// Dialect names the schema dialect in use: "compat" (18.16) or "modern";
+// "" until the server has answered.
+func (s *Sink) Dialect() string {
+	name, _ := s.dialectName.Load().(string)
+	return name
+}
 
 // migrate applies the migrations not yet applied, up to the first limit
 // of them (all when limit < 0).
@@ -325,7 +385,12 @@ func (s *Sink) broadcast() {
 	s.changed = make(chan struct{})
 }
 
-// Close stores what is buffered (within ctx) and closes the connection.
+// ErrNotStored is returned by Close when rows could not be stored.
+var ErrNotStored = errors.New("not stored in ClickHouse")
+
+// Close stores what is buffered (one attempt, within ctx) and closes the
+// connection. It returns an ErrNotStored error that counts the rows left
+// unstored, if any (they are re-read from the last checkpoints).
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closed {
@@ -333,11 +398,27 @@ func (s *Sink) Close(ctx context.Context) error {
 		close(s.stop)
 	}
 	s.mu.Unlock()
+	var err error
 	select {
 	case <-s.stopped:
+		s.mu.Lock()
+		if s.unstored.rows() > 0 {
+			err = fmt.Errorf("%s %w: %w", s.unstored, ErrNotStored, s.lastErr)
+		}
+		s.mu.Unlock()
 	case <-ctx.Done():
+		err = fmt.Errorf("rows buffered when closing timed out %w: %w", ErrNotStored, ctx.Err())
 	}
-	return s.conn.Close()
+	return errors.Join(err, s.conn.Close())
+}
+
+// rowCounts counts rows by table.
+type rowCounts struct{ scores, alerts, revenue int }
+
+func (r rowCounts) rows() int { return r.scores + r.alerts + r.revenue }
+
+func (r rowCounts) String() string {
+	return fmt.Sprintf("%d score rows, %d alert transitions and %d renewal outcomes", r.scores, r.alerts, r.revenue)
 }
 
 func signal(c chan struct{}) {
@@ -356,6 +437,7 @@ func (s *Sink) flusher() {
 			s.cancelScoreInsert()
 		}
 	}()
+	s.awaitServer()
 	for {
 		stopping := false
 		select {
@@ -390,43 +472,79 @@ func (s *Sink) flusher() {
 		s.broadcast() // room for Writes held back
 		s.mu.Unlock()
 
-		ok := s.store(b, stopping)
+		left, err := s.store(b, stopping)
 		s.mu.Lock()
-		if ok && b.seq > s.stored {
+		if left.rows() == 0 && b.seq > s.stored {
 			s.stored = b.seq
+		}
+		if left.rows() > 0 {
+			s.unstored.scores += left.scores
+			s.unstored.alerts += left.alerts
+			s.unstored.revenue += left.revenue
+			s.lastErr = err
 		}
 		b.reset()
 		s.spare = b
 		s.broadcast()
+		more := s.filling.rows > 0 // cut while this one was retried
 		s.mu.Unlock()
-		if stopping {
+		if stopping && !more {
 			return
 		}
 	}
 }
 
+// awaitServer creates or migrates the schema once the server answers (when
+// it did not at Open), so the schema is there before the first rows are
+// due. Rows written meanwhile wait in the batches.
+func (s *Sink) awaitServer() {
+	wait := 200 * time.Millisecond
+	for attempt := 1; !s.ready.Load(); attempt++ {
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(wait))) + wait/2):
+		case <-s.stop:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.connect(ctx)
+		cancel()
+		if err != nil {
+			s.cfg.Failed(err)
+			s.cfg.Log.Warn("clickhouse does not answer yet; retrying", "attempt", attempt, "err", err)
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
 // store inserts a batch, retrying with capped exponential backoff and full
-// jitter until it succeeds — or, once stopping, until one last try fails.
-func (s *Sink) store(b *batch, stopping bool) bool {
+// jitter until it succeeds — or, once stopping, until one last try fails;
+// it returns the rows it left unstored and why.
+func (s *Sink) store(b *batch, stopping bool) (rowCounts, error) {
 	if b.rows == 0 {
-		return true
+		return rowCounts{}, nil
 	}
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := s.insert(ctx, b)
+		err := s.connect(ctx)
+		if err == nil {
+			err = s.insert(ctx, b)
+		}
 		cancel()
 		if err == nil {
 			if attempt > 1 {
 				s.cfg.Log.Info("clickhouse write recovered", "attempts", attempt, "rows", b.rows)
 			}
-			return true
+			return rowCounts{}, nil
+		}
+		s.cfg.Failed(err)
+		if stopping {
+			left := rowCounts{b.scores.len(), len(b.alerts), len(b.revenue)}
+			s.cfg.Log.Error("clickhouse sink closed with rows unstored; they are re-read from the last checkpoints",
+				"score_rows", left.scores, "alert_transitions", left.alerts, "renewal_outcomes", left.revenue, "err", err)
+			return left, err
 		}
 		s.cfg.Log.Warn("clickhouse write failed; retrying", "attempt", attempt, "rows", b.rows, "err", err)
-		if stopping {
-			s.cfg.Log.Error("clickhouse sink closed with rows unstored; they are re-read from the last checkpoint", "rows", b.rows)
-			return false
-		}
 		select {
 		case <-time.After(time.Duration(rand.Int64N(int64(wait))) + wait/2):
 		case <-s.stop:

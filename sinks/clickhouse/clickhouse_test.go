@@ -444,7 +444,9 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	bs[2].Revenue, bs[25].Revenue = revenue[:3], revenue[3:]
 	// A batch holds a third of the rows: the first third fills one batch,
 	// whose INSERT fails; the next fills the second; the rest must wait.
-	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "pulse", BatchRows: len(all) / 3, FlushInterval: 50 * time.Millisecond, Log: quiet})
+	var failed atomic.Int64
+	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "pulse", BatchRows: len(all) / 3, FlushInterval: 50 * time.Millisecond, Log: quiet,
+		Failed: func(error) { failed.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,6 +477,10 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	}
 	if n := written.Load(); n == 0 || n > int64(nScores)*3/4 {
 		t.Fatalf("%d of %d rows accepted while ClickHouse was down: the buffer is not bounded", n, nScores)
+	}
+	// Every failed INSERT is reported (the outage shows in the metrics).
+	if n := failed.Load(); n < 2 {
+		t.Fatalf("%d failed INSERTs reported in 3 s of retrying", n)
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)

@@ -148,9 +148,25 @@ func (m *Metrics) Checkpointed(p int32, bytes int, took time.Duration, err error
 
 func (m *Metrics) Assigned(p int32, _ bool) { m.owned.WithLabelValues(strconv.Itoa(int(p))).Set(1) }
 
-func (m *Metrics) Revoked(p int32) { m.owned.WithLabelValues(strconv.Itoa(int(p))).Set(0) }
+// Revoked marks the partition not owned and deletes its lag and event age:
+// another instance reports them now, and a stale copy here would add up
+// with its in sums (and keep a lag alert firing after a handover).
+func (m *Metrics) Revoked(p int32) {
+	partition := strconv.Itoa(int(p))
+	m.owned.WithLabelValues(partition).Set(0)
+	m.lag.DeletePartialMatch(prometheus.Labels{"partition": partition})
+	m.eventAge.DeleteLabelValues(partition)
+}
 
 func (m *Metrics) SinkFailed(error) { m.sinkRetries.Inc() }
+
+// SinkRetried counts a failed attempt a sink retries on its own, after
+// it accepted the batch (the ClickHouse sink's INSERTs): an error of that
+// sink and a retry.
+func (m *Metrics) SinkRetried(sink string) {
+	m.sinkErrors.WithLabelValues(sink).Inc()
+	m.sinkRetries.Inc()
+}
 
 // Wrap counts a sink's accepted batches, failures and write time under its
 // name.

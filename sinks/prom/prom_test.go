@@ -118,3 +118,42 @@ type failingSink struct{}
 
 func (failingSink) Write(context.Context, *engine.Batch) error { return errors.New("down") }
 func (failingSink) Close(context.Context) error                { return nil }
+
+// A revoked partition's lag and event age are deleted, not left at their
+// last value: the new owner reports them, and sums over instances would
+// count the stale copy too.
+func TestRevokedPartitionsLeaveNoLag(t *testing.T) {
+	m := New()
+	m.Assigned(3, false)
+	m.Assigned(4, false)
+	m.Lag("events", 3, 42)
+	m.Lag("events", 4, 7)
+	m.Applied(3, 10, time.Millisecond, time.Now().Add(-2*time.Second).UnixNano())
+	m.Revoked(3)
+	out := scrape(t, m)
+	for _, gone := range []string{`pulse_kafka_lag{partition="3"`, `pulse_event_age_seconds{partition="3"}`} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%s… is still exported after the partition was revoked", gone)
+		}
+	}
+	for _, kept := range []string{`pulse_kafka_lag{partition="4",topic="events"} 7`, `pulse_partition_owned{partition="3"} 0`} {
+		if !strings.Contains(out, kept+"\n") {
+			t.Errorf("missing %s", kept)
+		}
+	}
+}
+
+// Failed attempts a sink retries on its own (ClickHouse INSERTs, after
+// Write accepted the rows) count as that sink's errors and as retries.
+func TestSinkRetriedCountsErrorsAndRetries(t *testing.T) {
+	m := New()
+	m.Wrap("clickhouse", failingSink{})
+	m.SinkRetried("clickhouse")
+	m.SinkRetried("clickhouse")
+	out := scrape(t, m)
+	for _, want := range []string{`pulse_sink_errors_total{sink="clickhouse"} 2`, `pulse_sink_retries_total 2`} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+}

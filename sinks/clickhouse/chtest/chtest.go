@@ -19,6 +19,7 @@ import (
 type Server struct {
 	dir, bin   string
 	tcp, httpP int
+	tls        int // the secure native port, or 0
 	cmd        *exec.Cmd
 }
 
@@ -41,8 +42,28 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartTLS is Start with the secure native port open too, serving the
+// PEM certificate and key of certFile and keyFile.
+func StartTLS(t testing.TB, certFile, keyFile string) *Server {
+	t.Helper()
+	s, err := launch(t.TempDir(), certFile, keyFile)
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("PULSE_REQUIRE_CLICKHOUSE") == "" {
+		t.Skip("clickhouse-server is not installed; ./scripts/test.sh installs it and makes these tests required")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// SecureAddr is the address of the secure native port (StartTLS only).
+func (s *Server) SecureAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.tls) }
+
 // Launch starts a server whose files live in dir.
-func Launch(dir string) (*Server, error) {
+func Launch(dir string) (*Server, error) { return launch(dir, "", "") }
+
+func launch(dir, certFile, keyFile string) (*Server, error) {
 	bin, err := exec.LookPath("clickhouse-server")
 	if err != nil {
 		return nil, ErrNotInstalled
@@ -54,11 +75,22 @@ func Launch(dir string) (*Server, error) {
 	if s.httpP, err = freePort(); err != nil {
 		return nil, err
 	}
+	secure := ""
+	if certFile != "" {
+		if s.tls, err = freePort(); err != nil {
+			return nil, err
+		}
+		secure = fmt.Sprintf(`<tcp_port_secure>%d</tcp_port_secure>
+  <openSSL><server><certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <disableProtocols>sslv2,sslv3</disableProtocols><preferServerCiphers>true</preferServerCiphers></server></openSSL>`, s.tls, certFile, keyFile)
+	}
 	cfg := fmt.Sprintf(`<yandex>
   <logger><level>warning</level><log>%[1]s/server.log</log><errorlog>%[1]s/error.log</errorlog></logger>
   <listen_host>127.0.0.1</listen_host>
   <tcp_port>%[2]d</tcp_port>
   <http_port>%[3]d</http_port>
+  %[4]s
   <path>%[1]s/data/</path>
   <tmp_path>%[1]s/tmp/</tmp_path>
   <users_config>/etc/clickhouse-server/users.xml</users_config>
@@ -67,7 +99,7 @@ func Launch(dir string) (*Server, error) {
   <timezone>UTC</timezone>
   <mark_cache_size>536870912</mark_cache_size>
 </yandex>
-`, dir, s.tcp, s.httpP)
+`, dir, s.tcp, s.httpP, secure)
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
