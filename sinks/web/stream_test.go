@@ -38,7 +38,7 @@ type live struct {
 	url     string
 }
 
-func startLive(t *testing.T, sink engine.Sink) *live {
+func startLive(t *testing.T, sink engine.Sink, checkpointEvery time.Duration) *live {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(streamPartitions, "events"))
 	if err != nil {
@@ -48,7 +48,7 @@ func startLive(t *testing.T, sink engine.Sink) *live {
 	l := &live{brokers: cluster.ListenAddrs()}
 	cfg := stream.Config{
 		Brokers: l.brokers, Topic: "events", Group: "web-test", CheckpointDir: t.TempDir(),
-		CheckpointInterval: 200 * time.Millisecond,
+		CheckpointInterval: checkpointEvery,
 		Engine:             engine.Config{ScoreRows: true}, // as with ClickHouse: every new account writes a score row
 		Log:                slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -245,7 +245,9 @@ func (g *gate) open() {
 // answer may be.
 func TestAnswersWithinASecondWhileSinksBlock(t *testing.T) {
 	g := newGate()
-	l := startLive(t, g)
+	// Checkpoints every 10 s: a save waits up to that long for a blocked
+	// flush (then gives up and scores on), long enough to see stale answers.
+	l := startLive(t, g, 10*time.Second)
 	defer g.open()
 	ts := time.Now().Add(-time.Hour).Truncate(time.Minute)
 	at := func(d time.Duration) string { return ts.Add(d).UTC().Format(time.RFC3339) }
@@ -379,7 +381,7 @@ func TestAnswersWithinASecondWhileSinksBlock(t *testing.T) {
 // API lists it once — the most recently updated record — flagged with the
 // partitions, and Prometheus counts it.
 func TestAccountInTwoPartitionsIsListedOnceAndFlagged(t *testing.T) {
-	l := startLive(t, engine.Sinks{})
+	l := startLive(t, engine.Sinks{}, 200*time.Millisecond)
 	ts := time.Now().Add(-time.Hour).Truncate(time.Minute)
 	at := func(d time.Duration) string { return ts.Add(d).UTC().Format(time.RFC3339) }
 	lines := append(accountEvents(ts, "single-a", "single-b"),
