@@ -21,6 +21,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -322,7 +323,7 @@ func (s *Sink) repeater() {
 func (s *Sink) deliver(m *message) bool {
 	body, err := s.body(m)
 	if err != nil {
-		s.cfg.Log.Error("webhook payload", "notifier", m.notifier.Name, "err", err)
+		s.cfg.Log.Error("webhook payload", "notifier", m.notifier.Name, "receiver", Redact(m.notifier.URL), "err", err)
 		return false
 	}
 	wait := 250 * time.Millisecond
@@ -333,7 +334,7 @@ func (s *Sink) deliver(m *message) bool {
 			s.cfg.Counted(m.notifier.Name, "sent")
 			return true
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests:
-			s.cfg.Log.Error("webhook refused; not retried", "notifier", m.notifier.Name, "status", status)
+			s.cfg.Log.Error("webhook refused; not retried", "notifier", m.notifier.Name, "receiver", Redact(m.notifier.URL), "status", status)
 			s.cfg.Counted(m.notifier.Name, "failed")
 			return false
 		}
@@ -341,7 +342,7 @@ func (s *Sink) deliver(m *message) bool {
 		if retryAfter > 0 {
 			d = retryAfter
 		}
-		s.cfg.Log.Warn("webhook delivery failed; retrying", "notifier", m.notifier.Name, "attempt", attempt, "status", status, "err", err, "in", d)
+		s.cfg.Log.Warn("webhook delivery failed; retrying", "notifier", m.notifier.Name, "receiver", Redact(m.notifier.URL), "attempt", attempt, "status", status, "err", redactErr(err), "in", d)
 		select {
 		case <-time.After(d):
 		case <-s.stop:
@@ -382,6 +383,29 @@ func (s *Sink) post(m *message, body []byte) (int, time.Duration, error) {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return resp.StatusCode, retryAfter(resp, s.cfg.Now()), nil
+}
+
+// Redact shortens a webhook url to its scheme and host for logs and
+// answers: the path (and query) of a Slack or Teams webhook is its
+// credential.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable url)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// redactErr removes the url's path from what net/http reports of a failed
+// request ("Post \"https://hooks.slack.com/services/…\": …").
+func redactErr(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	r := *ue
+	r.URL = Redact(ue.URL)
+	return &r
 }
 
 // retryAfter reads Retry-After (seconds or an HTTP date) of a 429 or 503.
