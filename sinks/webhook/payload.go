@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -20,8 +22,18 @@ type message struct {
 	repeat      int // > 0: a reminder that these still fire
 }
 
-// key identifies a message for the Idempotency-Key header: a receiver that
-// saw it once can drop a second delivery.
+// idempotencyKey is the Idempotency-Key header: alert_id:state for one
+// transition, else a hash of what the message carries. A receiver that saw
+// it once can drop a second delivery.
+func (m *message) idempotencyKey() string {
+	if len(m.transitions) == 1 && m.repeat == 0 {
+		return m.transitions[0].ID + ":" + m.transitions[0].State.String()
+	}
+	sum := sha256.Sum256([]byte(m.key()))
+	return hex.EncodeToString(sum[:16])
+}
+
+// key identifies a message: its notifier, transitions and repeat.
 func (m *message) key() string {
 	var b strings.Builder
 	b.WriteString(m.notifier.Name)
