@@ -49,6 +49,9 @@ type webhooksConfig struct {
 	// MaxRetryTime bounds how long one notification is retried, waits a
 	// receiver asks for (429, Retry-After) included.
 	MaxRetryTime string `yaml:"max_retry_time"`
+	// MaxAge: a transition whose event time is further behind the wall
+	// clock (a catch-up, a replay of history) is not notified; 0: any age.
+	MaxAge string `yaml:"max_age"`
 }
 
 type clickhouseConfig struct {
@@ -138,7 +141,7 @@ func defaultConfig() fileConfig {
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
-		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state", MaxRetryTime: "1h"},
+		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state", MaxRetryTime: "1h", MaxAge: "6h"},
 		Log:      logConfig{Level: "info"},
 	}
 }
@@ -151,6 +154,7 @@ type runConfig struct {
 	clickhouse        *clickhouse.Config // nil: no ClickHouse
 	groupWait         time.Duration
 	webhookRetryTime  time.Duration
+	webhookMaxAge     time.Duration
 	stream            stream.Config
 	logLevel          string
 }
@@ -250,6 +254,9 @@ func (rc *runConfig) validate() error {
 		return err
 	}
 	if rc.webhookRetryTime, err = dur("webhooks.max_retry_time", fc.Webhooks.MaxRetryTime, false); err != nil {
+		return err
+	}
+	if rc.webhookMaxAge, err = dur("webhooks.max_age", fc.Webhooks.MaxAge, true); err != nil {
 		return err
 	}
 	if fc.Webhooks.QueueSize < 1 {

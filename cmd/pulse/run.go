@@ -100,7 +100,7 @@ func runCmd(args []string, stderr io.Writer) error {
 			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
 		}
 		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
-			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, Log: log, Counted: metrics.Notified})
+			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, MaxAge: rc.webhookMaxAge, Log: log, Counted: metrics.Notified})
 		if err != nil {
 			return err
 		}

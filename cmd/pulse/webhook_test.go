@@ -143,7 +143,7 @@ kafka: {brokers: [%s], topic: events, group: hooks, session_timeout: 6s}
 engine: {idle_advance: "0"}
 checkpoint: {dir: %s, interval: 100ms}
 output: {transitions_file: ""}
-webhooks: {group_wait: 200ms, state_file: %s}
+webhooks: {group_wait: 200ms, state_file: %s, max_age: "0"}
 `, port, rulesFile, broker, filepath.Join(dir, "ckpt"), filepath.Join(dir, "webhooks.state")))
 
 	_, wantTransitions, _ := replayed(t, lines)
@@ -294,18 +294,86 @@ webhooks: {group_wait: 200ms, state_file: %s}
 	}
 }
 
-func TestWebhookMaxRetryTimeConfig(t *testing.T) {
+func TestWebhookConfig(t *testing.T) {
 	rc, err := loadConfig("", noEnv)
-	if err != nil || rc.webhookRetryTime != time.Hour {
-		t.Fatalf("default webhooks.max_retry_time %v, %v; want 1h", rc.webhookRetryTime, err)
+	if err != nil || rc.webhookRetryTime != time.Hour || rc.webhookMaxAge != 6*time.Hour {
+		t.Fatalf("default webhooks.max_retry_time %v, max_age %v, %v; want 1h and 6h", rc.webhookRetryTime, rc.webhookMaxAge, err)
 	}
 	path := filepath.Join(t.TempDir(), "pulse.yaml")
 	os.WriteFile(path, []byte("webhooks: {max_retry_time: 3h}\n"), 0o644)
 	if rc, err = loadConfig(path, noEnv); err != nil || rc.webhookRetryTime != 3*time.Hour {
 		t.Fatalf("webhooks.max_retry_time: 3h gave %v, %v", rc.webhookRetryTime, err)
 	}
+	os.WriteFile(path, []byte("webhooks: {max_age: \"0\"}\n"), 0o644)
+	if rc, err = loadConfig(path, noEnv); err != nil || rc.webhookMaxAge != 0 {
+		t.Fatalf("webhooks.max_age: 0 gave %v, %v", rc.webhookMaxAge, err)
+	}
 	os.WriteFile(path, []byte("webhooks: {max_retry_time: 0s}\n"), 0o644)
 	if _, err = loadConfig(path, noEnv); err == nil || !strings.Contains(err.Error(), "webhooks.max_retry_time") {
 		t.Fatalf("max_retry_time 0s: %v", err)
+	}
+}
+
+// With the default webhooks.max_age (6 h), a stream of history — events
+// days behind the wall clock — is scored and its transitions stored, but
+// none is sent to chat: each is counted as too_old instead.
+func TestHistoryIsNotNotified(t *testing.T) {
+	broker := startBrokerProcess(t)
+	rcv := newSlowReceiver(t)
+	dir := t.TempDir()
+	example, _ := os.ReadFile(exampleRules)
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, append(example, fmt.Appendf(nil, "\nnotify:\n  - {name: all, type: webhook, url: %q, send_resolved: true}\n", rcv.URL)...), 0o644)
+	lines, fenceIDs := fencedStream(20, 35) // ends 2026-11-20
+	if age := time.Since(streamEnd); age < 7*time.Hour {
+		t.Fatalf("the stream ends %v ago: not history", age)
+	}
+	p := newProducer([]string{broker}, "events")
+	defer p.Close()
+	if err := p.write(context.Background(), lines); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+listen: 127.0.0.1:%d
+rules: %s
+kafka: {brokers: [%s], topic: events, group: history}
+engine: {idle_advance: "0"}
+checkpoint: {dir: %s, interval: 100ms}
+output: {transitions_file: %s}
+webhooks: {group_wait: 100ms, state_file: %s}
+`, port, rulesFile, broker, filepath.Join(dir, "ckpt"), filepath.Join(dir, "transitions.jsonl"), filepath.Join(dir, "webhooks.state")))
+	d := startPulse(t, "run", "--config", cfg)
+	waitUntil(t, "every partition's fence", 90*time.Second, func() bool {
+		if d.exited() {
+			t.Fatalf("pulse exited:\n%s", d.output())
+		}
+		for _, id := range fenceIDs {
+			if code, _ := httpGet(base + "/api/accounts/" + id); code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	_, wantTransitions, _ := replayed(t, lines)
+	notified := notifiedKeys(wantTransitions)
+	if len(notified) == 0 {
+		t.Fatal("the stream has no transition to notify")
+	}
+	want := fmt.Sprintf(`pulse_notifications_total{notifier="all",outcome="too_old"} %d`, len(notified))
+	waitUntil(t, want, 30*time.Second, func() bool {
+		_, b := httpGet(base + "/metrics")
+		return strings.Contains(string(b), want)
+	})
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit code %d; log:\n%s", code, d.output())
+	}
+	if n := len(rcv.requests()); n != 0 {
+		t.Fatalf("%d notifications of history sent", n)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "transitions.jsonl"))
+	if got := strings.Count(string(data), "\n"); got < len(wantTransitions) {
+		t.Fatalf("%d transitions stored, want %d: history is stored, only not notified", got, len(wantTransitions))
 	}
 }

@@ -68,11 +68,15 @@ type Config struct {
 	// (default 1 h): a receiver that keeps asking to wait longer is given up.
 	MaxRetryTime time.Duration
 	RetryWait    time.Duration // the first backoff (default 250 ms), doubling up to a minute
-	Log          *slog.Logger
-	Now          func() time.Time
+	// MaxAge, if set, leaves unnotified (counted "too_old") a transition
+	// whose event time is more than this behind the wall clock: a catch-up
+	// or a replay of history is stored, not sent to chat.
+	MaxAge time.Duration
+	Log    *slog.Logger
+	Now    func() time.Time
 	// Counted, if set, is told of every outcome: "sent", "failed",
 	// "dropped_queue_full", "dropped_notifier_gone", "snoozed",
-	// "duplicate", "repeat", "suppressed".
+	// "duplicate", "repeat", "suppressed", "too_old".
 	Counted func(notifier, outcome string)
 }
 
@@ -321,7 +325,13 @@ func (s *Sink) Write(_ context.Context, b *engine.Batch) error {
 				if !n.SendResolved {
 					continue
 				}
-			} else if n.RepeatInterval > 0 {
+			}
+			if s.cfg.MaxAge > 0 && now.Sub(time.Unix(0, t.Ts)) > s.cfg.MaxAge {
+				// History, not news: no message, and no reminders of it.
+				s.cfg.Counted(n.Name, "too_old")
+				continue
+			}
+			if t.State == rules.PhaseFiring && n.RepeatInterval > 0 {
 				s.firing[rk] = &repeat{notifier: n, t: t, last: now}
 			}
 			key := deliveryKey(n.Name, &t)
