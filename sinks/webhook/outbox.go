@@ -34,7 +34,7 @@ import (
 
 // compactAfter is how much may be appended before the file is rewritten
 // (or twice its size at the last rewrite, if that is more).
-const compactAfter = 8 << 20
+var compactAfter int64 = 8 << 20
 
 func appendRecord(b []byte, kind, key string, at time.Time, extra string) []byte {
 	b = append(b, kind...)

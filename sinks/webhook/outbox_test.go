@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -198,5 +199,56 @@ func TestRetryAfterBeyondMaxRetryTimeGivesUp(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if calls.Load() != 1 {
 		t.Fatal("a notification given up was sent again after a restart")
+	}
+}
+
+// The state file is rewritten as it grows: what was delivered stays known
+// (a re-emitted transition is not sent again) and what waits stays in the
+// outbox (sent after a restart).
+func TestStateFileCompactionKeepsDeliveriesAndOutbox(t *testing.T) {
+	was := compactAfter
+	t.Cleanup(func() { compactAfter = was }) // after the sinks' cleanups
+	compactAfter = 4 << 10
+	up := newReceiver(t)
+	down, _ := hangingServer(t)
+	state := filepath.Join(t.TempDir(), "webhook.state")
+	cfg := func(downURL string) Config {
+		return Config{StateFile: state, Notifiers: []rules.Notifier{notifier("up", "webhook", up.URL, nil), notifier("down", "webhook", downURL, nil)}}
+	}
+	var ts []rules.Transition
+	for i := range 40 {
+		ts = append(ts, transition(fmt.Sprintf("acct-%02d", i), "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	}
+	s := newSink(t, cfg(down.URL))
+	for _, tr := range ts {
+		write(s, tr)
+	}
+	up.waitFor(t, 40)
+	eventually(t, "the deliveries recorded", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.sent) == 40
+	})
+	data, _ := os.ReadFile(state)
+	outs := strings.Count(string(data), "out ")
+	if outs >= 80 {
+		t.Fatalf("the state file was not rewritten: %d outbox records for 40 waiting", outs)
+	}
+	stopNow, stop := context.WithCancel(context.Background())
+	stop()
+	s.Close(stopNow)
+
+	later := newReceiver(t)
+	again := newSink(t, cfg(later.URL))
+	for _, tr := range ts {
+		write(again, tr) // re-emitted: "up" has them all
+	}
+	later.waitFor(t, 40) // "down"'s outbox, sent now
+	time.Sleep(200 * time.Millisecond)
+	if n := len(up.got()); n != 40 {
+		t.Fatalf("%d deliveries to up, want 40: the rewrite lost deliveries", n)
+	}
+	if n := len(later.got()); n != 40 {
+		t.Fatalf("%d deliveries of down's outbox, want 40", n)
 	}
 }
