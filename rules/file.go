@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -474,8 +475,8 @@ func (c *compiler) buildNotify(rs *Ruleset, specs []notifySpec) {
 		var err error
 		if nt.URL, err = c.expand(n.URL); err != nil {
 			c.fail(err, at("url")...)
-		} else if !strings.HasPrefix(nt.URL, "http://") && !strings.HasPrefix(nt.URL, "https://") {
-			c.fail(fmt.Errorf("%w: url %q must be http:// or https://", ErrBadValue, nt.URL), at("url")...)
+		} else if err := checkNotifyURL(n.URL, nt.URL); err != nil {
+			c.fail(err, at("url")...)
 		}
 		if nt.Secret, err = c.expand(n.Secret); err != nil {
 			c.fail(err, at("secret")...)
@@ -529,6 +530,27 @@ func (c *compiler) expand(s string) (string, error) {
 		return ""
 	})
 	return out, err
+}
+
+// checkNotifyURL checks a notifier's url after expansion. The url is a
+// secret (a Slack webhook's path is its credential) and the error goes to
+// the reload answer and `pulse rules check`, so it never shows the value:
+// only the variables the url was built from, which say what to fix.
+func checkNotifyURL(raw, expanded string) error {
+	from := ""
+	if vars := envRe.FindAllString(raw, -1); len(vars) > 0 {
+		from = " (from " + strings.Join(vars, ", ") + ")"
+	}
+	u, err := url.Parse(expanded)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: url%s is not a URL", ErrBadValue, from)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%w: url%s must be http:// or https://", ErrBadValue, from)
+	case u.Host == "":
+		return fmt.Errorf("%w: url%s has no host", ErrBadValue, from)
+	}
+	return nil
 }
 
 // ParseDuration parses a Go duration ("90m", "24h") or whole days ("7d").

@@ -67,7 +67,13 @@ type webhooksConfig struct {
 	PublicURL string `yaml:"public_url"` // messages link to PUBLIC_URL/api/accounts/{id}
 	GroupWait string `yaml:"group_wait"`
 	QueueSize int    `yaml:"queue_size"`
-	StateFile string `yaml:"state_file"` // deliveries and snoozes, kept across restarts
+	StateFile string `yaml:"state_file"` // outbox, deliveries and snoozes, kept across restarts
+	// MaxRetryTime bounds how long one notification is retried, waits a
+	// receiver asks for (429, Retry-After) included.
+	MaxRetryTime string `yaml:"max_retry_time"`
+	// MaxAge: a transition whose event time is further behind the wall
+	// clock (a catch-up, a replay of history) is not notified; 0: any age.
+	MaxAge string `yaml:"max_age"`
 }
 
 type clickhouseConfig struct {
@@ -161,7 +167,7 @@ func defaultConfig() fileConfig {
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
-		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state"},
+		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state", MaxRetryTime: "1h", MaxAge: "6h"},
 		Log:      logConfig{Level: "info"},
 		HTTP:     httpConfig{MaxSnooze: "90d", MaxSnoozes: 10_000},
 	}
@@ -174,6 +180,8 @@ type runConfig struct {
 	aggregateInterval time.Duration
 	clickhouse        *clickhouse.Config // nil: no ClickHouse
 	groupWait         time.Duration
+	webhookRetryTime  time.Duration
+	webhookMaxAge     time.Duration
 	stream            stream.Config
 	logLevel          string
 	auth              web.Auth
@@ -280,6 +288,12 @@ func (rc *runConfig) validate() error {
 		return err
 	}
 	if rc.groupWait, err = dur("webhooks.group_wait", fc.Webhooks.GroupWait, true); err != nil {
+		return err
+	}
+	if rc.webhookRetryTime, err = dur("webhooks.max_retry_time", fc.Webhooks.MaxRetryTime, false); err != nil {
+		return err
+	}
+	if rc.webhookMaxAge, err = dur("webhooks.max_age", fc.Webhooks.MaxAge, true); err != nil {
 		return err
 	}
 	if fc.Webhooks.QueueSize < 1 {

@@ -64,7 +64,7 @@ engine: {idle_advance: "0"}
 checkpoint: {dir: %s, interval: 200ms}
 output: {transitions_file: "", metrics_interval: 200ms}
 clickhouse: {addr: [%s], database: e2e, flush_interval: 50ms}
-webhooks: {public_url: %q, state_file: %s}
+webhooks: {public_url: %q, state_file: %s, max_age: "0"}
 `, port, rulesFile, broker, filepath.Join(dir, "ckpt"), ch.Addr(), base, filepath.Join(dir, "webhooks.state")))
 	d := startPulse(t, "run", "--config", cfg)
 	query := startPrometheus(t, promBin, dir, port)

@@ -93,7 +93,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	// Sinks are written in order and a failure retries the batch whole.
 	// The account view's store of recent transitions comes first (it only
 	// copies, in memory, and keeps a retried batch once), then webhooks
-	// (they only queue, and drop what they delivered already), so a
+	// (they only append to their outbox, and drop what they have already), so a
 	// failing ClickHouse never delays a notification.
 	recent := web.NewRecent(web.RecentPerAccount, web.RecentTotal)
 	sinks := engine.Sinks{recent}
@@ -104,7 +104,7 @@ func runCmd(args []string, stderr io.Writer) error {
 			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
 		}
 		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
-			QueueSize: wh.QueueSize, StateFile: wh.StateFile, Log: log, Counted: metrics.Notified})
+			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, MaxAge: rc.webhookMaxAge, Log: log, Counted: metrics.Notified})
 		if err != nil {
 			return err
 		}

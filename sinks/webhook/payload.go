@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -20,8 +22,18 @@ type message struct {
 	repeat      int // > 0: a reminder that these still fire
 }
 
-// key identifies a message for the Idempotency-Key header: a receiver that
-// saw it once can drop a second delivery.
+// idempotencyKey is the Idempotency-Key header: alert_id:state for one
+// transition, else a hash of what the message carries. A receiver that saw
+// it once can drop a second delivery.
+func (m *message) idempotencyKey() string {
+	if len(m.transitions) == 1 && m.repeat == 0 {
+		return m.transitions[0].ID + ":" + m.transitions[0].State.String()
+	}
+	sum := sha256.Sum256([]byte(m.key()))
+	return hex.EncodeToString(sum[:16])
+}
+
+// key identifies a message: its notifier, transitions and repeat.
 func (m *message) key() string {
 	var b strings.Builder
 	b.WriteString(m.notifier.Name)
@@ -125,21 +137,44 @@ func icon(t *rules.Transition) string {
 	return "🟠"
 }
 
-func title(t *rules.Transition, repeat int) string {
+// markup is how a chat renders text: bold for Pulse's own labels, and esc
+// for every value taken from events (account ids, attributes, messages),
+// which must never become a mention, a link or markup.
+type markup struct {
+	bold func(string) string
+	esc  func(string) string
+}
+
+var (
+	plain = markup{bold: func(s string) string { return s }, esc: func(s string) string { return s }}
+	// Slack mrkdwn: escaping &, < and > is all Slack asks; it leaves no way
+	// to write <!channel>, <@U…> or <https://…|disguised link>.
+	slackMrkdwn = markup{bold: func(s string) string { return "*" + s + "*" },
+		esc: strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace}
+	// Teams renders markdown and some HTML in a card's titles, text and
+	// facts: markdown's link and emphasis characters are backslash-escaped,
+	// HTML's as entities.
+	teamsMarkdown = markup{bold: func(s string) string { return "**" + s + "**" },
+		esc: strings.NewReplacer(`\`, `\\`, "`", "\\`", "*", `\*`, "_", `\_`, "~", `\~`, "[", `\[`, "]", `\]`,
+			"(", `\(`, ")", `\)`, "#", `\#`, "|", `\|`, "&", "&amp;", "<", "&lt;", ">", "&gt;").Replace}
+)
+
+func title(t *rules.Transition, repeat int, mk markup) string {
 	state := "firing"
 	if t.State == rules.PhaseResolved {
 		state = "resolved"
 	} else if repeat > 0 {
 		state = "still firing"
 	}
-	return fmt.Sprintf("%s %s — %s (%s, %s)", icon(t), t.AccountID, t.Rule, t.Severity, state)
+	return fmt.Sprintf("%s %s — %s (%s, %s)", icon(t), mk.esc(t.AccountID), mk.esc(t.Rule), t.Severity, state)
 }
 
 // why is the plain-text explanation of one transition.
-func (s *Sink) why(t *rules.Transition, bold func(string) string) string {
+func (s *Sink) why(t *rules.Transition, mk markup) string {
+	bold := mk.bold
 	var b strings.Builder
-	b.WriteString(t.Message)
-	fmt.Fprintf(&b, "\n%s %s (%s) · owner %s · segment %s", bold("Score"), show(t.Score), t.Grade, orNone(t.Attrs[rules.CSM]), orNone(t.Attrs[rules.Segment]))
+	b.WriteString(mk.esc(t.Message))
+	fmt.Fprintf(&b, "\n%s %s (%s) · owner %s · segment %s", bold("Score"), show(t.Score), t.Grade, orNone(mk.esc(t.Attrs[rules.CSM])), orNone(mk.esc(t.Attrs[rules.Segment])))
 	if len(t.Values) > 0 {
 		var parts []string
 		for _, v := range t.Values {
@@ -171,15 +206,17 @@ func (s *Sink) slack(m *message) map[string]any {
 	var fallback []string
 	for i := range m.transitions {
 		t := &m.transitions[i]
-		fallback = append(fallback, title(t, m.repeat))
-		blocks = append(blocks, map[string]any{"type": "header", "text": map[string]any{"type": "plain_text", "text": trim(title(t, m.repeat), 150)}})
-		section := map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": trim(s.why(t, func(x string) string { return "*" + x + "*" }), 3000)}}
+		// The fallback text (notifications) is parsed like mrkdwn; a header
+		// is plain_text, which Slack shows as it is.
+		fallback = append(fallback, title(t, m.repeat, slackMrkdwn))
+		blocks = append(blocks, map[string]any{"type": "header", "text": map[string]any{"type": "plain_text", "text": trim(title(t, m.repeat, plain), 150)}})
+		section := map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": trim(s.why(t, slackMrkdwn), 3000)}}
 		if u := s.accountURL(t.AccountID); u != "" {
 			section["accessory"] = map[string]any{"type": "button", "text": map[string]any{"type": "plain_text", "text": "Open account"}, "url": u}
 		}
 		blocks = append(blocks, section)
 		blocks = append(blocks, map[string]any{"type": "context", "elements": []any{map[string]any{"type": "mrkdwn",
-			"text": fmt.Sprintf("alert %s · %s · event time %s", t.ID, t.Kind, time.Unix(0, t.Ts).UTC().Format(time.RFC3339))}}})
+			"text": fmt.Sprintf("alert %s · %s · event time %s", slackMrkdwn.esc(t.ID), t.Kind, time.Unix(0, t.Ts).UTC().Format(time.RFC3339))}}})
 	}
 	return map[string]any{"text": strings.Join(fallback, "\n"), "blocks": blocks}
 }
@@ -196,19 +233,19 @@ func (s *Sink) teams(m *message) map[string]any {
 		}
 		facts := []any{
 			map[string]any{"name": "Score", "value": show(t.Score) + " (" + t.Grade.String() + ")"},
-			map[string]any{"name": "Owner", "value": orNone(t.Attrs[rules.CSM])},
+			map[string]any{"name": "Owner", "value": orNone(teamsMarkdown.esc(t.Attrs[rules.CSM]))},
 			map[string]any{"name": "Severity", "value": t.Severity.String()},
 		}
 		for _, v := range t.Values {
 			facts = append(facts, map[string]any{"name": v.Name, "value": show(v.Value)})
 		}
-		sections = append(sections, map[string]any{"activityTitle": title(t, m.repeat), "text": s.why(t, func(x string) string { return "**" + x + "**" }), "facts": facts})
+		sections = append(sections, map[string]any{"activityTitle": title(t, m.repeat, teamsMarkdown), "text": s.why(t, teamsMarkdown), "facts": facts})
 		if u := s.accountURL(t.AccountID); u != "" {
 			actions = append(actions, map[string]any{"@type": "OpenUri", "name": "Open " + t.AccountID, "targets": []any{map[string]any{"os": "default", "uri": u}}})
 		}
 	}
 	card := map[string]any{"@type": "MessageCard", "@context": "https://schema.org/extensions", "themeColor": color,
-		"summary": title(&m.transitions[0], m.repeat), "title": fmt.Sprintf("Pulse: %d alert change(s)", len(m.transitions)), "sections": sections}
+		"summary": title(&m.transitions[0], m.repeat, plain), "title": fmt.Sprintf("Pulse: %d alert change(s)", len(m.transitions)), "sections": sections}
 	if len(actions) > 0 {
 		card["potentialAction"] = actions
 	}

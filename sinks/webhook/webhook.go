@@ -3,24 +3,33 @@
 // the rules file's notify block.
 //
 // Write never blocks scoring: it routes each transition to the notifiers
-// whose match it passes, drops what was already delivered (a ledger file
-// survives restarts, so a transition re-emitted after a crash is not sent
-// twice), what is snoozed for the account, and resolved transitions where
-// send_resolved is off; groups a burst for one owner (Slack, Teams) into
-// one message; and puts the messages on a bounded queue — full, it drops
-// and counts. Delivery workers POST them with an HMAC-SHA256 signature
+// whose match it passes and drops what was already delivered or is already
+// waiting, what is snoozed for the account, and resolved transitions where
+// send_resolved is off. What remains goes into the outbox — appended to the
+// state file, which Flush fsyncs before the engine checkpoints, so a Kafka
+// offset never passes a notification that is only in memory — and onto its
+// notifier's queue. Slack and Teams gather a burst for one owner into one
+// message (group_wait).
+//
+// Each notifier has its own queue and one worker, so a slow or unreachable
+// receiver delays only its own messages, and at most one request per
+// notifier is in flight. The worker POSTs with an HMAC-SHA256 signature
 // (when the notifier has a secret) and an Idempotency-Key, retrying with
-// backoff that honours 429 and Retry-After. Firing alerts are repeated
-// every repeat_interval until they resolve.
+// backoff; 429 and Retry-After answers are waited out without using up
+// attempts, for up to MaxRetryTime. A delivered or abandoned notification
+// leaves the outbox; what is left is sent again on the next start. So every
+// notification arrives at least once, and twice only if a request was in
+// flight when the process died (the same Idempotency-Key both times).
+// Firing alerts are repeated every repeat_interval until they resolve.
 package webhook
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,7 +39,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,47 +50,92 @@ import (
 type Config struct {
 	Notifiers []rules.Notifier
 	// PublicURL is where CSMs reach this Pulse; messages link to
-	// PublicURL/api/accounts/{id}. "" links nothing.
+	// PublicURL/accounts/{id}. "" links nothing.
 	PublicURL string
-	QueueSize int           // messages waiting for delivery (default 10,000)
+	// QueueSize bounds each notifier's outbox: notifications accepted and
+	// not yet delivered (default 10,000). Past it, new ones are dropped
+	// and counted.
+	QueueSize int
 	GroupWait time.Duration // how long a burst for one owner is gathered (default 10 s)
-	// StateFile keeps deliveries (for 30 days) and snoozes across restarts;
-	// "" keeps them in memory only.
-	StateFile   string
-	Client      *http.Client
-	MaxAttempts int // per message (default 8)
-	Workers     int // concurrent deliveries (default 2)
-	Log         *slog.Logger
-	Now         func() time.Time
+	// StateFile keeps the outbox, deliveries (for 30 days) and snoozes
+	// across restarts; "" keeps them in memory only.
+	StateFile string
+	Client    *http.Client
+	// MaxAttempts bounds the failed attempts of one message (default 8).
+	// Answers that ask to wait (429, or Retry-After) do not count.
+	MaxAttempts int
+	// MaxRetryTime bounds how long one message is retried, waits included
+	// (default 1 h): a receiver that keeps asking to wait longer is given up.
+	MaxRetryTime time.Duration
+	RetryWait    time.Duration // the first backoff (default 250 ms), doubling up to a minute
+	// MaxAge, if set, leaves unnotified (counted "too_old") a transition
+	// whose event time is more than this behind the wall clock: a catch-up
+	// or a replay of history is stored, not sent to chat.
+	MaxAge time.Duration
+	Log    *slog.Logger
+	Now    func() time.Time
 	// Counted, if set, is told of every outcome: "sent", "failed",
-	// "dropped_queue_full", "snoozed", "duplicate", "repeat", "suppressed".
+	// "dropped_queue_full", "dropped_notifier_gone", "snoozed",
+	// "duplicate", "repeat", "suppressed", "too_old".
 	Counted func(notifier, outcome string)
 }
 
 const ledgerKeep = 30 * 24 * time.Hour
 
-// Sink is the webhook sink; it implements engine.Sink and is safe for
-// concurrent use.
+// Sink is the webhook sink; it implements engine.Sink and engine.Flusher
+// and is safe for concurrent use.
 type Sink struct {
 	cfg Config
 
 	mu        sync.Mutex
 	notifiers []rules.Notifier
+	queues    map[string]*queue    // by notifier name
 	sent      map[string]time.Time // notifier|alert_id:state → delivered
-	inFlight  map[string]bool
+	outbox    map[string]*entry    // notifier|alert_id:state → accepted, not yet delivered or given up
+	waiting   map[string]int       // outbox entries by notifier
+	seq       uint64               // outbox order
 	snoozed   map[string]time.Time // account → until
 	firing    map[string]*repeat   // notifier|alert_id → reminder state
 	groups    map[string]*message  // notifier|owner → gathering
-	ledger    *os.File
+	ledger    *os.File             // the state file, open for appending
+	appended  int64                // bytes appended since the file was last rewritten
+	written   int64                // its size then
+	dirty     bool                 // appended since the last fsync
+	ledgerErr error                // an append failed: Flush rewrites the file
+	started   bool                 // workers run
+	closed    bool
+
+	syncMu sync.Mutex // one fsync at a time: a Flush returns only after the one covering its writes
 
 	dropped   int       // messages dropped since the last warning
 	warned    time.Time // when the last "queue full" warning was logged
-	queue     chan *message
 	stop      chan struct{}
-	ctx       context.Context // cancelled by Close: in-flight requests end
+	ctx       context.Context // cancelled when Close gives up waiting: in-flight requests end
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+}
+
+// An entry is one notification in the outbox: a transition for a notifier.
+type entry struct {
+	key      string // notifier|alert_id:state
+	notifier string
+	t        rules.Transition
+	seq      uint64
+	// group is the Idempotency-Key of the Slack or Teams message it went
+	// out in (set before the first attempt): a restart sends that same
+	// message again, so a receiver can recognise it.
+	group string
+}
+
+// queue is one notifier's: its messages wait in order for its one worker.
+type queue struct {
+	n      rules.Notifier // current settings (s.mu)
+	msgs   []*message     // waiting (s.mu)
+	wake   chan struct{}  // a message was queued
+	stop   chan struct{}  // closed when the notifier is removed
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type repeat struct {
@@ -92,7 +145,8 @@ type repeat struct {
 	n        int
 }
 
-// New starts the sink.
+// New starts the sink: it reads the state file and sends what its outbox
+// holds.
 func New(cfg Config) (*Sink, error) {
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 10_000
@@ -106,8 +160,11 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 8
 	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 2
+	if cfg.MaxRetryTime == 0 {
+		cfg.MaxRetryTime = time.Hour
+	}
+	if cfg.RetryWait == 0 {
+		cfg.RetryWait = 250 * time.Millisecond
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -118,27 +175,75 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Counted == nil {
 		cfg.Counted = func(string, string) {}
 	}
-	s := &Sink{cfg: cfg, notifiers: cfg.Notifiers, sent: map[string]time.Time{}, inFlight: map[string]bool{},
-		snoozed: map[string]time.Time{}, firing: map[string]*repeat{}, groups: map[string]*message{},
-		queue: make(chan *message, cfg.QueueSize), stop: make(chan struct{})}
+	s := &Sink{cfg: cfg, notifiers: cfg.Notifiers, queues: map[string]*queue{}, sent: map[string]time.Time{},
+		outbox: map[string]*entry{}, waiting: map[string]int{}, snoozed: map[string]time.Time{},
+		firing: map[string]*repeat{}, groups: map[string]*message{}, stop: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.loadLedger(); err != nil {
 		return nil, err
 	}
-	for range cfg.Workers {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncQueues()
+	s.resend()
+	s.started = true
+	for _, q := range s.queues {
 		s.wg.Add(1)
-		go s.worker()
+		go s.work(q)
 	}
 	s.wg.Add(1)
 	go s.repeater()
 	return s, nil
 }
 
-// SetNotifiers swaps the notify rules (after a rules reload).
+// SetNotifiers swaps the notify rules (after a rules reload). A notifier
+// whose name stays keeps its queue and outbox, with its new settings; a
+// removed one's waiting notifications are dropped.
 func (s *Sink) SetNotifiers(n []rules.Notifier) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.notifiers = n
-	s.mu.Unlock()
+	if !s.closed {
+		s.syncQueues()
+	}
+}
+
+// syncQueues gives each notifier a queue and ends those of notifiers that
+// are gone. s.mu held.
+func (s *Sink) syncQueues() {
+	keep := map[string]bool{}
+	for _, n := range s.notifiers {
+		keep[n.Name] = true
+		if q := s.queues[n.Name]; q != nil {
+			q.n = n
+			continue
+		}
+		q := &queue{n: n, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		q.ctx, q.cancel = context.WithCancel(s.ctx)
+		s.queues[n.Name] = q
+		if s.started {
+			s.wg.Add(1)
+			go s.work(q)
+		}
+	}
+	for name, q := range s.queues {
+		if keep[name] {
+			continue
+		}
+		close(q.stop)
+		q.cancel()
+		delete(s.queues, name)
+		var rec []byte
+		for k, e := range s.outbox {
+			if e.notifier == name {
+				delete(s.outbox, k)
+				rec = appendRecord(rec, "drop", k, s.cfg.Now(), "")
+				s.cfg.Counted(name, "dropped_notifier_gone")
+			}
+		}
+		delete(s.waiting, name)
+		s.append(rec)
+	}
 }
 
 // Snooze silences an account's notifications until the given time (zero
@@ -151,7 +256,8 @@ func (s *Sink) Snooze(account string, until time.Time) error {
 	} else {
 		s.snoozed[account] = until
 	}
-	return s.record("snooze", account, until)
+	s.append(appendRecord(nil, "snooze", account, until, ""))
+	return s.ledgerErr
 }
 
 // Snoozed returns until when an account is snoozed (zero: it is not).
@@ -185,18 +291,22 @@ func matches(n *rules.Notifier, t *rules.Transition) bool {
 	return true
 }
 
-func deliveryKey(n *rules.Notifier, t *rules.Transition) string {
-	return n.Name + "|" + t.ID + ":" + t.State.String()
+func deliveryKey(notifier string, t *rules.Transition) string {
+	return notifier + "|" + t.ID + ":" + t.State.String()
 }
 
-// Write implements engine.Sink. It never blocks and never fails: delivery
-// happens in the background.
+// Write implements engine.Sink. It never waits for a delivery and never
+// fails: when the state file cannot be appended to, the notifications are
+// still queued, and Flush fails (so no checkpoint passes them) until a
+// rewrite of the file succeeds.
 func (s *Sink) Write(_ context.Context, b *engine.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
+	var rec []byte
 	for i := range s.notifiers {
 		n := &s.notifiers[i]
+		q := s.queues[n.Name]
 		for _, t := range b.Transitions {
 			if !matches(n, &t) {
 				continue
@@ -208,16 +318,24 @@ func (s *Sink) Write(_ context.Context, b *engine.Batch) error {
 				s.cfg.Counted(n.Name, "suppressed")
 				continue
 			}
+			// The batch is the engine's: keep copies of its slices.
+			t.Values, t.Factors = slices.Clone(t.Values), slices.Clone(t.Factors)
 			if t.State == rules.PhaseResolved {
 				delete(s.firing, rk)
 				if !n.SendResolved {
 					continue
 				}
-			} else if n.RepeatInterval > 0 {
+			}
+			if s.cfg.MaxAge > 0 && now.Sub(time.Unix(0, t.Ts)) > s.cfg.MaxAge {
+				// History, not news: no message, and no reminders of it.
+				s.cfg.Counted(n.Name, "too_old")
+				continue
+			}
+			if t.State == rules.PhaseFiring && n.RepeatInterval > 0 {
 				s.firing[rk] = &repeat{notifier: n, t: t, last: now}
 			}
-			key := deliveryKey(n, &t)
-			if _, done := s.sent[key]; done || s.inFlight[key] {
+			key := deliveryKey(n.Name, &t)
+			if _, done := s.sent[key]; done || s.outbox[key] != nil {
 				s.cfg.Counted(n.Name, "duplicate")
 				continue
 			}
@@ -225,74 +343,196 @@ func (s *Sink) Write(_ context.Context, b *engine.Batch) error {
 				s.cfg.Counted(n.Name, "snoozed")
 				continue
 			}
-			s.inFlight[key] = true
-			if n.Type == "webhook" {
-				s.enqueue(&message{notifier: n, transitions: []rules.Transition{t}})
+			if s.waiting[n.Name] >= s.cfg.QueueSize {
+				s.dropFull(n.Name)
 				continue
 			}
-			gk := n.Name + "|" + t.Attrs[rules.CSM]
-			if g := s.groups[gk]; g != nil {
-				g.transitions = append(g.transitions, t)
-				continue
-			}
-			g := &message{notifier: n, transitions: []rules.Transition{t}}
-			s.groups[gk] = g
-			time.AfterFunc(s.cfg.GroupWait, func() {
-				s.mu.Lock()
-				delete(s.groups, gk)
-				s.enqueue(g)
-				s.mu.Unlock()
-			})
+			s.seq++
+			e := &entry{key: key, notifier: n.Name, t: t, seq: s.seq}
+			s.outbox[key] = e
+			s.waiting[n.Name]++
+			rec = appendOut(rec, e, now)
+			s.route(q, e)
 		}
+	}
+	s.append(rec)
+	return nil
+}
+
+// Flush implements engine.Flusher: it returns once the outbox of every
+// Write before it is on disk (fsynced). It never waits for a delivery.
+func (s *Sink) Flush(context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	if s.ledgerErr != nil {
+		// An append failed: everything the file should hold is in memory.
+		err := s.rewrite()
+		if err == nil {
+			s.ledgerErr = nil
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("webhook state %s: %w", s.cfg.StateFile, err)
+		}
+		return nil
+	}
+	f, dirty := s.ledger, s.dirty
+	s.dirty = false
+	s.mu.Unlock()
+	if f == nil || !dirty {
+		return nil
+	}
+	// A rewrite in between closes f after fsyncing the whole state.
+	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("webhook state %s: %w", s.cfg.StateFile, err)
 	}
 	return nil
 }
 
-// enqueue queues a message, or drops it when the queue is full. s.mu held.
-func (s *Sink) enqueue(m *message) {
+// route puts an outbox entry on its queue: alone (generic webhooks), or
+// into the message gathering for its owner (Slack, Teams). s.mu held.
+func (s *Sink) route(q *queue, e *entry) {
+	if q.n.Type == "webhook" {
+		s.push(q, &message{transitions: []rules.Transition{e.t}})
+		return
+	}
+	gk := q.n.Name + "|" + e.t.Attrs[rules.CSM]
+	if g := s.groups[gk]; g != nil {
+		g.transitions = append(g.transitions, e.t)
+		return
+	}
+	g := &message{transitions: []rules.Transition{e.t}}
+	s.groups[gk] = g
+	time.AfterFunc(s.cfg.GroupWait, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.groups[gk] == g {
+			delete(s.groups, gk)
+		}
+		s.push(q, g)
+	})
+}
+
+// push queues a message for its notifier's worker. s.mu held.
+func (s *Sink) push(q *queue, m *message) {
+	q.msgs = append(q.msgs, m)
 	select {
-	case s.queue <- m:
+	case q.wake <- struct{}{}:
 	default:
-		s.cfg.Counted(m.notifier.Name, "dropped_queue_full")
-		s.settle(m, false)
-		// Warn at most every 10 s: a stuck receiver must not flood the log.
-		s.dropped++
-		if now := s.cfg.Now(); now.Sub(s.warned) >= 10*time.Second {
-			s.cfg.Log.Warn("webhook queue full; messages dropped", "notifier", m.notifier.Name, "dropped", s.dropped)
-			s.dropped, s.warned = 0, now
-		}
 	}
 }
 
-// settle records a message's fate. s.mu held.
-func (s *Sink) settle(m *message, delivered bool) {
-	now := s.cfg.Now()
-	for i := range m.transitions {
-		key := deliveryKey(m.notifier, &m.transitions[i])
-		delete(s.inFlight, key)
-		if delivered && m.repeat == 0 {
-			s.sent[key] = now
-			s.record("sent", key, now)
-		}
+// dropFull counts a notification the full outbox refused. s.mu held.
+func (s *Sink) dropFull(notifier string) {
+	s.cfg.Counted(notifier, "dropped_queue_full")
+	// Warn at most every 10 s: a stuck receiver must not flood the log.
+	s.dropped++
+	if now := s.cfg.Now(); now.Sub(s.warned) >= 10*time.Second {
+		s.cfg.Log.Warn("webhook queue full; notifications dropped", "notifier", notifier, "dropped", s.dropped)
+		s.dropped, s.warned = 0, now
 	}
 }
 
-func (s *Sink) worker() {
+// result is how a delivery ended.
+type result int
+
+const (
+	delivered result = iota
+	gaveUp           // refused, or out of attempts or time: it leaves the outbox
+	stopped          // the sink closed or the notifier went: it stays in the outbox
+)
+
+// work delivers one notifier's messages, one at a time, in order.
+func (s *Sink) work(q *queue) {
 	defer s.wg.Done()
 	for {
 		select {
-		case m := <-s.queue:
-			ok := s.deliver(m)
-			s.mu.Lock()
-			s.settle(m, ok)
-			s.mu.Unlock()
+		case <-q.stop:
+			return
 		case <-s.stop:
 			return
+		default:
 		}
+		s.mu.Lock()
+		var m *message
+		if len(q.msgs) > 0 {
+			m = q.msgs[0]
+			q.msgs[0] = nil
+			q.msgs = q.msgs[1:]
+			n := q.n
+			m.notifier = &n
+			s.fixGroup(m)
+		}
+		s.mu.Unlock()
+		if m == nil {
+			select {
+			case <-q.wake:
+			case <-q.stop:
+				return
+			case <-s.stop:
+				return
+			}
+			continue
+		}
+		r := s.deliver(q, m)
+		s.mu.Lock()
+		s.settle(m, r)
+		s.mu.Unlock()
 	}
 }
 
+// fixGroup records which message a Slack or Teams notification goes out
+// in, before its first attempt, so that a restart sends the same message
+// with the same Idempotency-Key. s.mu held.
+func (s *Sink) fixGroup(m *message) {
+	if m.repeat > 0 || m.notifier.Type == "webhook" {
+		return
+	}
+	idem := m.idempotencyKey()
+	var rec []byte
+	for i := range m.transitions {
+		key := deliveryKey(m.notifier.Name, &m.transitions[i])
+		if e := s.outbox[key]; e != nil && e.group == "" {
+			e.group = idem
+			rec = appendRecord(rec, "msg", key, s.cfg.Now(), url.QueryEscape(idem))
+		}
+	}
+	s.append(rec)
+}
+
+// settle records a message's fate: delivered or given up, its
+// notifications leave the outbox. s.mu held.
+func (s *Sink) settle(m *message, r result) {
+	if m.repeat > 0 || r == stopped {
+		return
+	}
+	now := s.cfg.Now()
+	var rec []byte
+	for i := range m.transitions {
+		key := deliveryKey(m.notifier.Name, &m.transitions[i])
+		e := s.outbox[key]
+		if e == nil {
+			continue // its notifier was removed meanwhile
+		}
+		delete(s.outbox, key)
+		s.waiting[e.notifier]--
+		if r == delivered {
+			s.sent[key] = now
+			rec = appendRecord(rec, "sent", key, now, "")
+		} else {
+			rec = appendRecord(rec, "drop", key, now, "")
+		}
+	}
+	s.append(rec)
+	s.maybeCompact()
+}
+
 // repeater re-sends firing alerts every repeat_interval until they resolve.
+// Reminders are not kept in the outbox: a lost one is followed by the next.
 func (s *Sink) repeater() {
 	defer s.wg.Done()
 	t := time.NewTicker(200 * time.Millisecond)
@@ -305,69 +545,96 @@ func (s *Sink) repeater() {
 		}
 		s.mu.Lock()
 		now := s.cfg.Now()
-		for _, r := range s.firing {
+		for k, r := range s.firing {
+			q := s.queues[r.notifier.Name]
+			if q == nil {
+				delete(s.firing, k)
+				continue
+			}
 			if now.Sub(r.last) >= r.notifier.RepeatInterval && !now.Before(s.snoozed[r.t.AccountID]) {
 				r.last, r.n = now, r.n+1
+				if len(q.msgs) >= s.cfg.QueueSize {
+					s.dropFull(q.n.Name)
+					continue
+				}
 				s.cfg.Counted(r.notifier.Name, "repeat")
-				s.enqueue(&message{notifier: r.notifier, transitions: []rules.Transition{r.t}, repeat: r.n})
+				s.push(q, &message{transitions: []rules.Transition{r.t}, repeat: r.n})
 			}
 		}
 		s.mu.Unlock()
 	}
 }
 
-// deliver POSTs a message, retrying with exponential backoff and jitter;
-// a 429 or 503 with Retry-After waits that long. It gives up after
-// MaxAttempts, or at once on another 4xx (the request itself is wrong).
-func (s *Sink) deliver(m *message) bool {
+// deliver POSTs a message, retrying with exponential backoff and jitter.
+// An answer that asks to wait — 429, or any with Retry-After — is waited
+// out (Retry-After, else the backoff) without using up an attempt. It
+// gives up after MaxAttempts failures, when the next try would come later
+// than MaxRetryTime after the first, or at once on another 4xx (the
+// request itself is wrong).
+func (s *Sink) deliver(q *queue, m *message) result {
+	n := m.notifier
+	log := s.cfg.Log.With("notifier", n.Name, "receiver", Redact(n.URL))
 	body, err := s.body(m)
 	if err != nil {
-		s.cfg.Log.Error("webhook payload", "notifier", m.notifier.Name, "err", err)
-		return false
+		log.Error("webhook payload", "err", err)
+		s.cfg.Counted(n.Name, "failed")
+		return gaveUp
 	}
-	wait := 250 * time.Millisecond
-	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
-		status, retryAfter, err := s.post(m, body)
+	deadline := s.cfg.Now().Add(s.cfg.MaxRetryTime)
+	wait := s.cfg.RetryWait
+	failures := 0
+	for attempt := 1; ; attempt++ {
+		status, retryAfter, err := s.post(q.ctx, m, body)
 		switch {
 		case err == nil && status < 300:
-			s.cfg.Counted(m.notifier.Name, "sent")
-			return true
+			s.cfg.Counted(n.Name, "sent")
+			return delivered
+		case q.ctx.Err() != nil:
+			return stopped
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests:
-			s.cfg.Log.Error("webhook refused; not retried", "notifier", m.notifier.Name, "status", status)
-			s.cfg.Counted(m.notifier.Name, "failed")
-			return false
+			log.Error("webhook refused; not retried", "status", status)
+			s.cfg.Counted(n.Name, "failed")
+			return gaveUp
 		}
-		d := time.Duration(rand.Int64N(int64(wait))) + wait/2
-		if retryAfter > 0 {
-			d = retryAfter
+		d := retryAfter
+		if status != http.StatusTooManyRequests && retryAfter == 0 {
+			if failures++; failures >= s.cfg.MaxAttempts {
+				log.Error("webhook delivery failed; given up", "attempts", attempt, "status", status, "err", redactErr(err))
+				s.cfg.Counted(n.Name, "failed")
+				return gaveUp
+			}
 		}
-		s.cfg.Log.Warn("webhook delivery failed; retrying", "notifier", m.notifier.Name, "attempt", attempt, "status", status, "err", err, "in", d)
+		if d == 0 {
+			d = time.Duration(rand.Int64N(int64(wait))) + wait/2
+			wait = min(wait*2, time.Minute)
+		}
+		if s.cfg.Now().Add(d).After(deadline) {
+			log.Error("webhook delivery given up: retrying would pass max_retry_time", "attempts", attempt, "status", status, "err", redactErr(err), "max_retry_time", s.cfg.MaxRetryTime)
+			s.cfg.Counted(n.Name, "failed")
+			return gaveUp
+		}
+		log.Warn("webhook delivery failed; retrying", "attempt", attempt, "status", status, "err", redactErr(err), "in", d)
+		timer := time.NewTimer(d)
 		select {
-		case <-time.After(d):
+		case <-timer.C:
+		case <-q.stop:
+			timer.Stop()
+			return stopped
 		case <-s.stop:
-			return false
+			timer.Stop()
+			return stopped
 		}
-		wait = min(wait*2, time.Minute)
 	}
-	s.cfg.Counted(m.notifier.Name, "failed")
-	return false
 }
 
-func (s *Sink) post(m *message, body []byte) (int, time.Duration, error) {
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, m.notifier.URL, bytes.NewReader(body))
+func (s *Sink) post(ctx context.Context, m *message, body []byte) (int, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.notifier.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "pulse")
-	idem := m.key()
-	if len(m.transitions) == 1 && m.repeat == 0 {
-		idem = m.transitions[0].ID + ":" + m.transitions[0].State.String()
-	} else {
-		sum := sha256.Sum256([]byte(idem))
-		idem = hex.EncodeToString(sum[:16])
-	}
-	req.Header.Set("Idempotency-Key", idem)
+	req.Header.Set("Idempotency-Key", m.idempotencyKey())
 	if m.notifier.Secret != "" {
 		mac := hmac.New(sha256.New, []byte(m.notifier.Secret))
 		mac.Write(body)
@@ -384,6 +651,29 @@ func (s *Sink) post(m *message, body []byte) (int, time.Duration, error) {
 	return resp.StatusCode, retryAfter(resp, s.cfg.Now()), nil
 }
 
+// Redact shortens a webhook url to its scheme and host for logs and
+// answers: the path (and query) of a Slack or Teams webhook is its
+// credential.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable url)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// redactErr removes the url's path from what net/http reports of a failed
+// request ("Post \"https://hooks.slack.com/services/…\": …").
+func redactErr(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	r := *ue
+	r.URL = Redact(ue.URL)
+	return &r
+}
+
 // retryAfter reads Retry-After (seconds or an HTTP date) of a 429 or 503.
 func retryAfter(resp *http.Response, now time.Time) time.Duration {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
@@ -391,95 +681,42 @@ func retryAfter(resp *http.Response, now time.Time) time.Duration {
 	}
 	v := resp.Header.Get("Retry-After")
 	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return min(time.Duration(secs)*time.Second, 10*time.Minute)
+		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), 10*time.Minute)
+		return t.Sub(now)
 	}
 	return 0
 }
 
-// Close stops delivering. Queued messages are not sent; they were never
-// recorded as delivered, so a restart's re-emitted transitions send them.
-func (s *Sink) Close(context.Context) error {
+// Close stops delivering. A request in flight may finish until ctx ends,
+// then it is cut off; whatever is not delivered stays in the outbox (the
+// state file) and goes out on the next start.
+func (s *Sink) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		close(s.stop)
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.cancel()
+			<-done
+		}
 		s.cancel()
-		s.wg.Wait()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.ledger != nil {
-			err = s.ledger.Close()
+			err = s.ledger.Sync()
+			if cerr := s.ledger.Close(); err == nil {
+				err = cerr
+			}
 			s.ledger = nil
 		}
 	})
-	return err
-}
-
-// The ledger is a text file of "sent KEY UNIX" and "snooze ACCOUNT UNIX"
-// lines, rewritten without stale entries at start.
-func (s *Sink) loadLedger() error {
-	if s.cfg.StateFile == "" {
-		return nil
-	}
-	now := s.cfg.Now()
-	if f, err := os.Open(s.cfg.StateFile); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			parts := strings.Fields(sc.Text())
-			if len(parts) != 3 {
-				continue
-			}
-			unix, err := strconv.ParseInt(parts[2], 10, 64)
-			if err != nil {
-				continue
-			}
-			at := time.Unix(unix, 0)
-			key, err := url.QueryUnescape(parts[1])
-			if err != nil {
-				continue
-			}
-			switch parts[0] {
-			case "sent":
-				if now.Sub(at) < ledgerKeep {
-					s.sent[key] = at
-				}
-			case "snooze":
-				if at.After(now) {
-					s.snoozed[key] = at
-				} else {
-					delete(s.snoozed, key)
-				}
-			}
-		}
-		f.Close()
-	} else if !os.IsNotExist(err) {
-		return fmt.Errorf("webhook state %s: %w", s.cfg.StateFile, err)
-	}
-	var b strings.Builder
-	for k, at := range s.sent {
-		fmt.Fprintf(&b, "sent %s %d\n", url.QueryEscape(k), at.Unix())
-	}
-	for a, until := range s.snoozed {
-		fmt.Fprintf(&b, "snooze %s %d\n", url.QueryEscape(a), until.Unix())
-	}
-	if err := engine.WriteCheckpointFile(s.cfg.StateFile, []byte(b.String())); err != nil {
-		return fmt.Errorf("webhook state %s: %w", s.cfg.StateFile, err)
-	}
-	f, err := os.OpenFile(s.cfg.StateFile, os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("webhook state %s: %w", s.cfg.StateFile, err)
-	}
-	s.ledger = f
-	return nil
-}
-
-// record appends to the ledger (keys query-escaped). s.mu held.
-func (s *Sink) record(kind, key string, at time.Time) error {
-	if s.ledger == nil {
-		return nil
-	}
-	_, err := fmt.Fprintf(s.ledger, "%s %s %d\n", kind, url.QueryEscape(key), at.Unix())
 	return err
 }

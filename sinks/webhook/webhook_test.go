@@ -125,7 +125,11 @@ func newSink(t *testing.T, cfg Config) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
 	return s
 }
 
@@ -305,7 +309,7 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-block }))
 	t.Cleanup(func() { close(block); srv.Close() })
 	var dropped atomic.Int32
-	s := newSink(t, Config{QueueSize: 2, Workers: 1, Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)},
+	s := newSink(t, Config{QueueSize: 2, Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)},
 		Counted: func(_, o string) {
 			if o == "dropped_queue_full" {
 				dropped.Add(1)
@@ -357,7 +361,7 @@ func TestDeliveriesReuseTheConnection(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	s := newSink(t, Config{Workers: 1, Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)}})
+	s := newSink(t, Config{Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)}})
 	const n = 5
 	for i := range n {
 		write(s, transition("acct-"+string(rune('a'+i)), "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
