@@ -159,7 +159,7 @@ type logConfig struct {
 func defaultConfig() fileConfig {
 	return fileConfig{
 		Listen:     "127.0.0.1:8080",
-		Rules:      "deploy/rules/example.yaml",
+		Rules:      "", // the shipped model built into the binary
 		Kafka:      kafkaConfig{Topic: "events", Group: "pulse", Start: stream.StartEarliest, FetchMaxBytes: 16 << 20, FetchMaxWait: "250ms", SessionTimeout: "10s"},
 		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m", ScoreInterval: "1h", MaxSkew: "1h"},
 		ClickHouse: clickhouseConfig{Database: "pulse", Username: "default", BatchRows: 100_000, FlushInterval: "1s"},
@@ -324,8 +324,6 @@ func (rc *runConfig) validate() error {
 	switch {
 	case fc.Listen == "":
 		return errors.New("listen: an address is required, e.g. 127.0.0.1:8080")
-	case fc.Rules == "":
-		return errors.New("rules: a rules file is required")
 	case fc.Kafka.Topic == "":
 		return errors.New("kafka.topic: required")
 	case fc.Kafka.Group == "":

@@ -63,13 +63,18 @@ type proc struct {
 	done chan struct{} // closed when the process has exited
 }
 
-func startPulse(t testing.TB, args ...string) *proc {
+func startPulse(t testing.TB, args ...string) *proc { return startPulseIn(t, "", args...) }
+
+// startPulseIn runs the binary with dir as its working directory ("" is
+// the test's).
+func startPulseIn(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "pulse-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(pulseBin, args...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

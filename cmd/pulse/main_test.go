@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,5 +249,42 @@ func TestDemoShowsEveryGradeAndFiresEveryAlert(t *testing.T) {
 		if fired[a.Name] == 0 {
 			t.Errorf("%s never fired over the demo's history (%v)", a.Name, fired)
 		}
+	}
+}
+
+// `pulse run` works from any directory, as after `go install`: with no
+// rules file named it scores with the shipped model built into the
+// binary, and --rules overrides it.
+func TestRunWorksFromAnyDirectory(t *testing.T) {
+	elsewhere := t.TempDir() // no deploy/ here
+	port, kport := freePort(t), freePort(t)
+	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf(`
+listen: 127.0.0.1:%d
+embedded: {listen: 127.0.0.1:%d, demo: {enabled: true, accounts: 5, history_days: 2, speed: 200000}}
+`, port, kport))
+	d := startPulseIn(t, elsewhere, "run", "--config", cfg)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitUntil(t, "/healthz from another directory", 30*time.Second, func() bool {
+		if d.exited() {
+			t.Fatalf("pulse exited:\n%s", d.output())
+		}
+		code, _ := httpGet(base + "/healthz")
+		return code == 200
+	})
+	_, alerts := httpGet(base + "/api/alerts")
+	if !bytes.HasPrefix(bytes.TrimSpace(alerts), []byte("[")) {
+		t.Fatalf("/api/alerts: %s", alerts)
+	}
+	d.stop(t)
+	if _, err := os.Stat(filepath.Join(elsewhere, "pulse-data")); err != nil {
+		t.Fatalf("the default data directory was not created where pulse ran: %v", err)
+	}
+
+	// --rules names another file; a missing one is refused.
+	port2, kport2 := freePort(t), freePort(t)
+	cfg2 := writeConfig(t, t.TempDir(), fmt.Sprintf("listen: 127.0.0.1:%d\nembedded: {listen: 127.0.0.1:%d}\n", port2, kport2))
+	code, _, errs := pulse(t, "", "run", "--config", cfg2, "--rules", filepath.Join(elsewhere, "missing.yaml"))
+	if code == 0 || !strings.Contains(errs, "missing.yaml") {
+		t.Fatalf("--rules with a missing file: exit %d, %s", code, errs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	examplerules "github.com/pulsehq/pulse/deploy/rules"
 	"io"
 	"os"
 	"runtime/pprof"
@@ -172,7 +173,12 @@ func eachLine(r io.Reader, fn func(n int, line []byte), tooLong func(n int)) err
 
 // loadRules reads and validates a rules file, expanding ${VAR} from the
 // environment.
+//
+// An empty path loads the shipped model built into the binary.
 func loadRules(path string) (*rules.Ruleset, error) {
+	if path == "" {
+		return rules.Load(examplerules.Name, examplerules.YAML, rules.LoadOptions{LookupEnv: os.LookupEnv})
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

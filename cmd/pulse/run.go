@@ -39,6 +39,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "configuration file (YAML); none runs the embedded default: in-process broker and synthetic load")
 	listen := fs.String("listen", "", "HTTP address (overrides the config's listen)")
+	rulesFlag := fs.String("rules", "", "rules file (overrides the config's rules; default: the shipped model built into the binary)")
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err)
 	}
@@ -48,6 +49,9 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 	if *listen != "" {
 		rc.file.Listen = *listen
+	}
+	if *rulesFlag != "" {
+		rc.file.Rules = *rulesFlag
 	}
 	if err := rc.checkExposure(); err != nil {
 		return err
