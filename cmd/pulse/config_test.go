@@ -1,16 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,7 +102,7 @@ func TestConfigBoundsAccepted(t *testing.T) {
 // the CA of ca_file, TLS 1.2 at least.
 func TestClickHouseTLSConfig(t *testing.T) {
 	dir := t.TempDir()
-	caFile, _, _ := selfSigned(t, dir)
+	caFile, _, _ := chtest.SelfSigned(t, dir)
 	path := filepath.Join(dir, "pulse.yaml")
 	os.WriteFile(path, []byte(fmt.Sprintf(`
 kafka: {brokers: [k:9092], tls: {enabled: true, ca_file: %[1]s}}
@@ -128,31 +121,4 @@ clickhouse: {addr: [ch:9440], tls: {enabled: true, ca_file: %[1]s}}
 	if err != nil || rc.clickhouse == nil || rc.clickhouse.TLS != nil {
 		t.Fatalf("without clickhouse.tls: %v, %+v", err, rc.clickhouse)
 	}
-}
-
-// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost
-// and its key; the certificate is its own CA.
-func selfSigned(t testing.TB, dir string) (certFile, keyFile string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ = x509.ParseCertificate(der)
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
-	return certFile, keyFile, cert
 }
