@@ -1,0 +1,3 @@
+module github.com/pulsehq/pulse/deploy
+
+go 1.26.0
