@@ -73,6 +73,8 @@ type account struct {
 	hist       []uint32
 
 	crm *crmState // nil until a contract, renewal, touch or stakeholder event
+
+	usage dayUsage // the day-bucket metrics of the last evaluation, while valid
 }
 
 // crmState holds what the customer-success team's own events tell: most
@@ -149,7 +151,7 @@ func (a *account) advance(day int32) {
 
 // apply folds one validated event into the account. ev's slices are not
 // kept. horizon is the retention horizon, for pruning.
-func (a *account) apply(ev *Event, in *interner, horizon int64) {
+func (a *account) apply(ev *Event, in *interner, mc *moduleClasses, horizon int64) {
 	day := dayOf(ev.Ts)
 	a.advance(day)
 	age := a.head - day // days behind head; rings keep what fits
@@ -157,31 +159,63 @@ func (a *account) apply(ev *Event, in *interner, horizon int64) {
 		a.firstNs = ev.Ts
 	}
 	a.lastEventNs = max(a.lastEventNs, ev.Ts)
+	// Day-bucket metrics cached for this very day follow the event (the
+	// common case: events in time order, evaluated as they come); for any
+	// other day they are dropped.
+	usage := &a.usage
+	if usage.dayPlus1 != day+1 || age != 0 {
+		usage.dayPlus1 = 0
+		usage = nil
+	}
 
 	switch ev.Type {
 	case TypeLogin, TypeFeature, TypeSession:
 		u, _ := a.users.get(xxhash.Sum64(ev.User))
+		mobile := ev.Platform == PlatformMobile
+		if usage != nil {
+			usage.userActive(u, day, mobile)
+		}
 		if age < 64 {
 			u.days |= 1 << uint(age)
 		}
-		if ev.Platform == PlatformMobile && day > u.mobileDay {
+		if mobile && day > u.mobileDay {
 			u.mobileDay = day
 		}
 		a.lastActiveNs = max(a.lastActiveNs, ev.Ts)
 		if age < eventDays {
 			a.events[day%eventDays]++
+			if usage != nil {
+				usage.events7++
+			}
 		}
 		switch ev.Type {
 		case TypeFeature:
-			a.useModule(xxhash.Sum64(ev.Module), day)
+			h := xxhash.Sum64(ev.Module)
+			switch entered, replaced := a.useModule(h, day); {
+			case usage == nil:
+			case replaced:
+				a.usage.dayPlus1 = 0
+			case entered:
+				usage.moduleEntered(mc.of(h))
+			}
 		case TypeSession:
 			if age < sessionDays {
-				a.sessionMs[day%sessionDays] += uint64(ev.Duration*1000 + 0.5)
+				ms := uint64(ev.Duration*1000 + 0.5)
+				a.sessionMs[day%sessionDays] += ms
+				if usage != nil {
+					usage.sessionMs7 += ms
+				}
 			}
 		}
 	case TypeAPI:
 		if age < apiDays {
-			a.api[day%apiDays] = uint32(min(uint64(a.api[day%apiDays])+uint64(ev.Count), math.MaxUint32))
+			before := a.api[day%apiDays]
+			a.api[day%apiDays] = uint32(min(uint64(before)+uint64(ev.Count), math.MaxUint32))
+			if usage != nil {
+				added := uint64(a.api[day%apiDays] - before)
+				usage.api7 += added
+				usage.api30 += added
+			}
 		}
 	case TypeTicketOpened:
 		a.lastTicketNs = max(a.lastTicketNs, ev.Ts)
@@ -278,16 +312,20 @@ func (a *account) overUserLimit(ev *Event, max int) bool {
 	return false
 }
 
-func (a *account) useModule(h uint64, day int32) {
+// useModule records a use of module h on day. entered reports that the
+// module was not used in the 30 days before day; replaced, that a full
+// list dropped its least recently used module for it.
+func (a *account) useModule(h uint64, day int32) (entered, replaced bool) {
 	for i := range a.modules {
 		if a.modules[i].hash == h {
+			entered = a.modules[i].lastDay <= day-30
 			a.modules[i].lastDay = max(a.modules[i].lastDay, day)
-			return
+			return entered, false
 		}
 	}
 	if len(a.modules) < maxModules {
 		a.modules = append(a.modules, moduleUse{hash: h, lastDay: day})
-		return
+		return true, false
 	}
 	// Full: replace the least recently used module if this use is newer.
 	oldest := 0
@@ -298,7 +336,9 @@ func (a *account) useModule(h uint64, day int32) {
 	}
 	if day > a.modules[oldest].lastDay {
 		a.modules[oldest] = moduleUse{hash: h, lastDay: day}
+		return false, true
 	}
+	return false, false
 }
 
 // answer records an NPS answer, keeping each user's latest by ts.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math/bits"
 	"slices"
 
@@ -66,98 +67,176 @@ const (
 	mask14d = 1<<14 - 1
 )
 
-// metrics computes every metric of SPEC §3 for the account at time t into
-// v, and returns the usage depth. It reads the account only.
-func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Depth {
-	day := dayOf(t)
+// dayUsage holds the metrics that depend only on the day buckets: user
+// activity, modules, and the event, API and session rings. They change
+// only when an event is applied or the day turns, while an account is
+// evaluated at every hourly sweep, most often with no event since the
+// last evaluation; keeping them saves the walk over the user table and the
+// rings, which at scale are cache misses. apply, a new day and a rules
+// change (module classes) invalidate them.
+type dayUsage struct {
+	dayPlus1 int32 // day+1 the values are for; 0: not valid
+	// Users are at most max_users_per_account (< 65536) per account.
+	dau, wau, mau, wauPrev, mobile uint16
+	modules, core                  uint16
+	used                           uint8 // module classes used in 30 days
+	userDays                       uint32
+	api7, api30                    uint64
+	events7, eventsPrev, baseline  uint64
+	sessionMs7                     uint64
+}
+
+// verifyUsage makes every use of cached day-bucket metrics check them
+// against a fresh computation (tests turn it on).
+var verifyUsage bool
+
+// dayUsage returns the day-bucket metrics for day, computing them unless
+// the cached ones are still valid.
+func (a *account) dayUsage(day int32, mc *moduleClasses) *dayUsage {
+	u := &a.usage
+	if u.dayPlus1 == day+1 {
+		if verifyUsage {
+			if fresh := a.computeUsage(day, mc); fresh != *u {
+				panic(fmt.Sprintf("engine: cached day metrics of %s drifted:\n cached %+v\n fresh  %+v", a.id, *u, fresh))
+			}
+		}
+		return u
+	}
+	*u = a.computeUsage(day, mc)
+	return u
+}
+
+// computeUsage computes the day-bucket metrics for day.
+func (a *account) computeUsage(day int32, mc *moduleClasses) dayUsage {
+	u := dayUsage{dayPlus1: day + 1}
 	offset := day - a.head
 	// userDays is Σ over the 7 day slices of the distinct users active in
 	// the slice, i.e. Σ over users of their active days this week.
-	var dau, wau, mau, wauPrev, mobile, userDays int
 	for i := range a.users.slots {
-		u := &a.users.slots[i]
-		if u.hash == 0 {
+		s := &a.users.slots[i]
+		if s.hash == 0 {
 			continue
 		}
-		d := aligned(u.days, offset)
+		d := aligned(s.days, offset)
 		if d&mask30d == 0 {
 			continue
 		}
-		mau++
+		u.mau++
 		if week := d & mask7d; week != 0 {
-			wau++
-			userDays += bits.OnesCount64(week)
+			u.wau++
+			u.userDays += uint32(bits.OnesCount64(week))
 		}
-		dau += int(d & mask1d)
+		u.dau += uint16(d & mask1d)
 		if d&(mask14d&^mask7d) != 0 {
-			wauPrev++
+			u.wauPrev++
 		}
-		if u.mobileDay > 0 && u.mobileDay > day-30 {
-			mobile++
+		if s.mobileDay > 0 && s.mobileDay > day-30 {
+			u.mobile++
 		}
 	}
-	activated := int(a.users.n)
-
-	v[rules.DAU] = float64(dau)
-	v[rules.WAU] = float64(wau)
-	v[rules.MAU] = float64(mau)
-	v[rules.WAUPrev] = float64(wauPrev)
-	v[rules.Seats], v[rules.Seats30dAgo], v[rules.Seats90dAgo] = a.seatsAtNowAnd30And90(t)
-	v[rules.ActivatedUsers] = float64(activated)
-	v[rules.ActivationRate] = ratio(float64(activated), v[rules.Seats])
-	v[rules.Utilization] = ratio(float64(mau), v[rules.Seats])
-	v[rules.LoginRatio7d] = ratio(float64(userDays)/7, float64(activated))
-	v[rules.Stickiness] = ratio(float64(userDays)/7, float64(mau))
-
-	sessionMs := ringSum64(a.sessionMs[:], a.head, day, 7)
-	v[rules.OnlineMinutes7d] = ratio(float64(sessionMs)/60000, float64(userDays))
-	v[rules.MobileShare30d] = ratio(float64(mobile), float64(mau))
-
-	modules, core := 0, 0
-	depth := rules.DepthNone
-	if mau > 0 {
-		depth = rules.DepthRecord
-	}
-	var used uint8
 	for _, m := range a.modules {
 		if m.lastDay > day-30 {
-			modules++
+			u.modules++
 			c := mc.of(m.hash)
-			used |= c
+			u.used |= c
 			if c&classCore != 0 {
-				core++
+				u.core++
 			}
 		}
 	}
-	v[rules.Modules30d] = float64(modules)
+	u.sessionMs7 = ringSum64(a.sessionMs[:], a.head, day, 7)
+	a.api7and30(day, &u.api7, &u.api30)
+	a.eventWindows(day, &u.events7, &u.eventsPrev, &u.baseline)
+	return u
+}
+
+// userActive updates the metrics for an activity event of user s on the
+// metrics' own day, before the event marks s active that day.
+func (u *dayUsage) userActive(s *user, day int32, mobile bool) {
+	was30, wasWeek, wasToday := s.days&mask30d != 0, s.days&mask7d != 0, s.days&mask1d != 0
+	if !wasToday {
+		u.dau++
+		u.userDays++
+	}
+	if !wasWeek {
+		u.wau++
+	}
+	if !was30 {
+		u.mau++
+	}
+	wasMobile := was30 && s.mobileDay > 0 && s.mobileDay > day-30
+	isMobile := (mobile && day > 0) || (s.mobileDay > 0 && s.mobileDay > day-30)
+	switch {
+	case isMobile && !wasMobile:
+		u.mobile++
+	case !isMobile && wasMobile:
+		u.mobile--
+	}
+}
+
+// moduleEntered updates the metrics for a module that has just come into
+// the 30-day window.
+func (u *dayUsage) moduleEntered(class uint8) {
+	u.modules++
+	u.used |= class
+	if class&classCore != 0 {
+		u.core++
+	}
+}
+
+// metrics computes every metric of SPEC §3 for the account at time t into
+// v, and returns the usage depth. It reads the account only, but for the
+// cache of its day-bucket metrics.
+func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Depth {
+	day := dayOf(t)
+	u := a.dayUsage(day, mc)
+	activated := int(a.users.n)
+	mau := float64(u.mau)
+	userDays := float64(u.userDays)
+
+	v[rules.DAU] = float64(u.dau)
+	v[rules.WAU] = float64(u.wau)
+	v[rules.MAU] = mau
+	v[rules.WAUPrev] = float64(u.wauPrev)
+	v[rules.Seats], v[rules.Seats30dAgo], v[rules.Seats90dAgo] = a.seatsAtNowAnd30And90(t)
+	v[rules.ActivatedUsers] = float64(activated)
+	v[rules.ActivationRate] = ratio(float64(activated), v[rules.Seats])
+	v[rules.Utilization] = ratio(mau, v[rules.Seats])
+	v[rules.LoginRatio7d] = ratio(userDays/7, float64(activated))
+	v[rules.Stickiness] = ratio(userDays/7, mau)
+
+	v[rules.OnlineMinutes7d] = ratio(float64(u.sessionMs7)/60000, userDays)
+	v[rules.MobileShare30d] = ratio(float64(u.mobile), mau)
+
+	depth := rules.DepthNone
+	if u.mau > 0 {
+		depth = rules.DepthRecord
+	}
+	v[rules.Modules30d] = float64(u.modules)
 	v[rules.ModuleBreadth30d] = rules.Null
 	if mc.declaredAll {
-		v[rules.ModuleBreadth30d] = float64(modules) / float64(mc.nAll)
+		v[rules.ModuleBreadth30d] = float64(u.modules) / float64(mc.nAll)
 	}
 	v[rules.CoreAdoption30d] = rules.Null
 	if mc.declaredCore {
-		v[rules.CoreAdoption30d] = float64(core) / float64(mc.nCore)
+		v[rules.CoreAdoption30d] = float64(u.core) / float64(mc.nCore)
 	}
 
-	var api7, api30 uint64
-	a.api7and30(day, &api7, &api30)
-	var events7, eventsPrev, baseline uint64
-	a.eventWindows(day, &events7, &eventsPrev, &baseline)
-	v[rules.APICalls7d] = float64(api7)
-	v[rules.APICalls30d] = float64(api30)
-	v[rules.Events7d] = float64(events7)
-	v[rules.EventsPrev7d] = float64(eventsPrev)
+	v[rules.APICalls7d] = float64(u.api7)
+	v[rules.APICalls30d] = float64(u.api30)
+	v[rules.Events7d] = float64(u.events7)
+	v[rules.EventsPrev7d] = float64(u.eventsPrev)
 	v[rules.UsageChange7d] = rules.Null
-	if eventsPrev > 0 {
-		v[rules.UsageChange7d] = (float64(events7) - float64(eventsPrev)) / float64(eventsPrev)
+	if u.eventsPrev > 0 {
+		v[rules.UsageChange7d] = (float64(u.events7) - float64(u.eventsPrev)) / float64(u.eventsPrev)
 	}
 
 	switch {
-	case used&classCustom != 0:
+	case u.used&classCustom != 0:
 		depth = rules.DepthCustom
-	case api30 > 0:
+	case u.api30 > 0:
 		depth = rules.DepthIntegration
-	case used&classProcess != 0:
+	case u.used&classProcess != 0:
 		depth = rules.DepthProcess
 	}
 
@@ -179,10 +258,10 @@ func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Dep
 	}
 	v[rules.TenureDays] = days(t - a.firstNs)
 
-	v[rules.SeatLoginRatio7d] = ratio(float64(userDays)/7, v[rules.Seats])
+	v[rules.SeatLoginRatio7d] = ratio(userDays/7, v[rules.Seats])
 	v[rules.UsageVsBaseline] = rules.Null
 	if day-34 >= a.eventsFrom {
-		v[rules.UsageVsBaseline] = ratio(float64(events7), float64(baseline)/4)
+		v[rules.UsageVsBaseline] = ratio(float64(u.events7), float64(u.baseline)/4)
 	}
 	a.crmMetrics(t, v)
 	// Score-based metrics are filled in by the evaluation, which knows the

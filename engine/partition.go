@@ -169,6 +169,9 @@ func (p *Partition) ID() int32 { return p.id }
 func (p *Partition) SetRules(rs *rules.Ruleset) {
 	p.rules = rs
 	p.classes = newModuleClasses(rs.Modules)
+	for _, a := range p.order {
+		a.usage.dayPlus1 = 0 // its module counts follow the classes
+	}
 }
 
 // Rules returns the ruleset in force.
@@ -227,7 +230,7 @@ func (p *Partition) apply(ev *Event, h uint64) {
 		p.accounts[h] = a
 		p.order = append(p.order, a)
 	}
-	a.apply(ev, &p.interner, p.horizon())
+	a.apply(ev, &p.interner, &p.classes, p.horizon())
 	if ev.Type == TypeRenewal {
 		p.revenue = append(p.revenue, RevenueRow{AccountID: a.id, Ts: ev.Ts, Outcome: ev.Outcome,
 			ArrBefore: ev.ARRBefore, ArrAfter: ev.ARRAfter, Segment: a.attrs[rules.Segment], CSM: a.attrs[rules.CSM]})
