@@ -56,8 +56,6 @@ type account struct {
 	id         string
 	attrs      [rules.NumAttrs]string
 	attrTs     [rules.NumAttrs]int64
-	renewalNs  int64
-	renewalTs  int64 // ts of the account event that set renewal_date; 0 = unknown
 	rulesState rules.State
 	firing     []string // firing alerts after the last evaluation, sorted
 	row        lastRow  // the last score row emitted
@@ -81,6 +79,8 @@ type account struct {
 // accounts get few of them, so they live apart from the usage state and
 // cost a pointer until the first one.
 type crmState struct {
+	renewalNs     int64
+	renewalTs     int64 // ts of the event that set renewal_date; 0 = unknown
 	arr           float64
 	arrTs         int64 // 0: no arr yet
 	lastTouchNs   int64
@@ -184,7 +184,7 @@ func (a *account) apply(ev *Event, in *interner, mc *moduleClasses, horizon int6
 		a.lastActiveNs = max(a.lastActiveNs, ev.Ts)
 		if age < eventDays {
 			a.events[day%eventDays]++
-			if usage != nil {
+			if usage != nil && usage.events7 < math.MaxUint32 {
 				usage.events7++
 			}
 		}
@@ -364,8 +364,9 @@ func (a *account) setAttrs(at *AccountAttrs, ts int64, in *interner, horizon int
 			a.attrTs[i] = ts
 		}
 	}
-	if at.HasRenewal && ts >= a.renewalTs {
-		a.renewalNs, a.renewalTs = at.RenewalNs, ts
+	if at.HasRenewal && (a.crm == nil || ts >= a.crm.renewalTs) {
+		c := a.crmState()
+		c.renewalNs, c.renewalTs = at.RenewalNs, ts
 	}
 	if at.HasSeats {
 		a.addSeats(ts, at.Seats, horizon)

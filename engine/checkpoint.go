@@ -173,7 +173,11 @@ func (e *encoder) string(s string) {
 
 func (e *encoder) account(a *account) {
 	e.string(a.id)
-	for _, v := range []int64{a.firstNs, a.lastEventNs, a.lastEvalNs, int64(a.head), a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs} {
+	var renewalNs, renewalTs int64
+	if a.crm != nil {
+		renewalNs, renewalTs = a.crm.renewalNs, a.crm.renewalTs
+	}
+	for _, v := range []int64{a.firstNs, a.lastEventNs, a.lastEvalNs, int64(a.head), a.lastActiveNs, a.lastTicketNs, renewalNs, renewalTs} {
 		e.varint(v)
 	}
 	for _, v := range a.events {
@@ -415,7 +419,8 @@ func (d *decoder) account(in *interner) *account {
 	a.idLen = uint16(len(a.id))
 	a.firstNs, a.lastEventNs, a.lastEvalNs = d.varint(), d.varint(), d.varint()
 	a.head = int32(d.varint())
-	a.lastActiveNs, a.lastTicketNs, a.renewalNs, a.renewalTs = d.varint(), d.varint(), d.varint(), d.varint()
+	a.lastActiveNs, a.lastTicketNs = d.varint(), d.varint()
+	renewalNs, renewalTs := d.varint(), d.varint()
 	if d.version >= 3 {
 		for i := range a.events {
 			a.events[i] = uint32(d.uvarint())
@@ -497,6 +502,10 @@ func (d *decoder) account(in *interner) *account {
 		d.accountV3(a)
 	} else if dayOf(a.firstNs) >= a.eventsFrom {
 		a.eventsFrom = 0 // the account is no older than the ring
+	}
+	if renewalTs != 0 { // after accountV3, which sets crm
+		c := a.crmState()
+		c.renewalNs, c.renewalTs = renewalNs, renewalTs
 	}
 	return a
 }

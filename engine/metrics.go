@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 
@@ -81,9 +82,10 @@ type dayUsage struct {
 	modules, core                  uint16
 	used                           uint8 // module classes used in 30 days
 	userDays                       uint32
-	api7, api30                    uint64
-	events7, eventsPrev, baseline  uint64
-	sessionMs7                     uint64
+	// User-activity events; the day buckets themselves count in 32 bits.
+	events7, eventsPrev, baseline uint32
+	api7, api30                   uint64
+	sessionMs7                    uint64
 }
 
 // verifyUsage makes every use of cached day-bucket metrics check them
@@ -146,7 +148,9 @@ func (a *account) computeUsage(day int32, mc *moduleClasses) dayUsage {
 	}
 	u.sessionMs7 = ringSum64(a.sessionMs[:], a.head, day, 7)
 	a.api7and30(day, &u.api7, &u.api30)
-	a.eventWindows(day, &u.events7, &u.eventsPrev, &u.baseline)
+	var events7, eventsPrev, baseline uint64
+	a.eventWindows(day, &events7, &eventsPrev, &baseline)
+	u.events7, u.eventsPrev, u.baseline = saturate32(events7), saturate32(eventsPrev), saturate32(baseline)
 	return u
 }
 
@@ -173,6 +177,8 @@ func (u *dayUsage) userActive(s *user, day int32, mobile bool) {
 		u.mobile--
 	}
 }
+
+func saturate32(n uint64) uint32 { return uint32(min(n, math.MaxUint32)) }
 
 // moduleEntered updates the metrics for a module that has just come into
 // the 30-day window.
@@ -253,8 +259,8 @@ func (a *account) metrics(t int64, mc *moduleClasses, v *rules.Values) rules.Dep
 	v[rules.DaysSinceActive] = since(t, a.lastActiveNs)
 	v[rules.NPS90d] = a.netPromoter(t)
 	v[rules.DaysToRenewal] = rules.Null
-	if a.renewalTs != 0 {
-		v[rules.DaysToRenewal] = days(a.renewalNs - t)
+	if c := a.crm; c != nil && c.renewalTs != 0 {
+		v[rules.DaysToRenewal] = days(c.renewalNs - t)
 	}
 	v[rules.TenureDays] = days(t - a.firstNs)
 
