@@ -9,7 +9,7 @@ mkdir -p bench/results
 go build -o ./pulse ./cmd/pulse
 
 echo "== micro-benchmarks"
-go test ./engine ./rules -run '^$' -bench . -benchmem -benchtime 2s | tee bench/results/micro.txt
+go test ./engine ./engine/synth ./rules -run '^$' -bench . -benchmem -benchtime 2s | tee bench/results/micro.txt
 
 echo "== end-to-end replay"
 go run ./bench/replay --pulse ./pulse | tee bench/results/replay.md

@@ -208,14 +208,14 @@ func fill(addr string, accounts, days int) int {
 		}
 	}
 	for d := range g.Days() {
-		g.Day(d, func(l []byte) {
+		must(g.Day(d, func(l []byte) {
 			dec.Decode(l, &ev)
 			msgs = append(msgs, kafka.Message{Key: bytes.Clone(ev.Account), Value: bytes.Clone(l)})
 			n++
 			if len(msgs) == 50000 {
 				flush()
 			}
-		})
+		}))
 	}
 	flush()
 	return n

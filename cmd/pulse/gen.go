@@ -54,19 +54,31 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		w = f
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	var werr error
 	for d := range g.Days() {
-		g.Day(d, func(line []byte) {
-			if werr == nil {
-				_, werr = bw.Write(line)
-				werr = errors.Join(werr, bw.WriteByte('\n'))
-			}
+		err := eachEvent(g, d, func(line []byte) error {
+			bw.Write(line)
+			return bw.WriteByte('\n') // a write error sticks: this returns it too
 		})
-		if werr != nil {
-			return werr
+		if err != nil {
+			return err
 		}
 	}
 	return bw.Flush()
+}
+
+// eachEvent calls f with each of day d's lines, in time order, until f
+// returns an error.
+func eachEvent(g *synth.Generator, d int, f func(line []byte) error) error {
+	r, err := g.OpenDay(d)
+	if err != nil {
+		return err
+	}
+	for r.Next() {
+		if err := f(r.Line()); err != nil {
+			return errors.Join(err, r.Close())
+		}
+	}
+	return errors.Join(r.Err(), r.Close())
 }
 
 // genToKafka produces the stream to a topic, partitioned by account.
@@ -76,13 +88,14 @@ func genToKafka(g *synth.Generator, brokers []string, topic string) error {
 	ctx := context.Background()
 	var batch [][]byte
 	for d := range g.Days() {
-		var err error
-		g.Day(d, func(line []byte) {
+		err := eachEvent(g, d, func(line []byte) error {
 			batch = append(batch, bytes.Clone(line))
-			if len(batch) == 20000 && err == nil {
-				err = p.write(ctx, batch)
-				batch = batch[:0]
+			if len(batch) < 20000 {
+				return nil
 			}
+			err := p.write(ctx, batch)
+			batch = batch[:0]
+			return err
 		})
 		if err != nil {
 			return err

@@ -1,13 +1,13 @@
 package synth
 
 import (
-	"bytes"
-	"cmp"
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -105,9 +105,26 @@ type Options struct {
 	// End is the end of the generated period (exclusive): the last day
 	// generated is the UTC day before it.
 	End time.Time
+	// ChunkBytes bounds the bytes of event lines a day holds in memory: a
+	// day larger than that is generated in chunks of accounts, each sorted
+	// by time and spilled to a temporary file, and the files are merged
+	// (see OpenDay). 0 means DefaultChunkBytes. It changes memory and
+	// speed, never the stream.
+	ChunkBytes int
+	// TempDir is where spilled chunks go; "" means os.TempDir() ($TMPDIR).
+	TempDir string
 }
 
-// Account describes one generated account.
+// DefaultChunkBytes is the default Options.ChunkBytes: a day's chunk, its
+// index and the merge's read buffers then stay under about 64 MB.
+const DefaultChunkBytes = 32 << 20
+
+// maxChunkBytes keeps a chunk's offsets within uint32.
+const maxChunkBytes = 1 << 30
+
+// Account describes one generated account. It is a pure function of the
+// seed, the period length and the account's index: the generator keeps no
+// accounts, it describes each one again when it needs it.
 type Account struct {
 	ID        string
 	Archetype Archetype
@@ -123,30 +140,36 @@ type Account struct {
 	renewalDays int       // days after the end
 	touchEvery  int       // days between CSM touches
 	arrPerSeat  float64
-	nextTicket  int
-	openTickets []string
 }
 
 type genUser struct {
-	id         string
+	id         int     // written as "u<id>"
 	propensity float64 // chance of being active on a weekday
 	platform   string
 	joinDay    int // first day the user may be active
 }
 
-// Generator produces the event stream day by day.
+// Generator produces the event stream day by day. It holds no account:
+// memory is bounded by Options.ChunkBytes whatever the number of accounts.
+// A Generator is not safe for concurrent use.
 type Generator struct {
-	opts     Options
-	start    time.Time // 00:00 UTC of the first day
-	accounts []*Account
-	buf      []byte
-	lines    []line
-}
+	opts  Options
+	start time.Time // 00:00 UTC of the first day
 
-type line struct {
-	ts    int64
-	start int
-	end   int
+	acct Account // the account being generated, described again for each
+	src  [4]rand.PCG
+	rand [4]*rand.Rand // by salt, on src: see rng
+
+	// The day being generated: the chunk events are written to, the day's
+	// start and its "2006-01-02T" prefix for timestamps.
+	c         *chunk
+	dayNs     int64
+	dayPrefix []byte
+
+	// A closed day's buffers, for the next day.
+	spare   *chunk
+	spillW  *bufio.Writer
+	readers []*bufio.Reader
 }
 
 // New returns a generator; the same options give the same stream.
@@ -154,27 +177,52 @@ func New(opts Options) *Generator {
 	if opts.End.IsZero() {
 		opts.End = time.Now().UTC().Truncate(24 * time.Hour)
 	}
-	g := &Generator{opts: opts, start: opts.End.AddDate(0, 0, -opts.Days)}
-	for i := range opts.Accounts {
-		g.accounts = append(g.accounts, g.newAccount(i))
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = DefaultChunkBytes
 	}
-	return g
+	opts.ChunkBytes = min(opts.ChunkBytes, maxChunkBytes)
+	return &Generator{opts: opts, start: opts.End.AddDate(0, 0, -opts.Days)}
 }
 
-// Accounts returns the generated accounts, in index order.
-func (g *Generator) Accounts() []*Account { return g.accounts }
+// Account describes account i (0 ≤ i < Options.Accounts). Each call
+// returns a new Account.
+func (g *Generator) Account(i int) *Account {
+	a := &Account{}
+	g.describe(a, i)
+	return a
+}
+
+// Accounts yields every account with its index, in index order, each
+// described again (see Account).
+func (g *Generator) Accounts() iter.Seq2[int, *Account] {
+	return func(yield func(int, *Account) bool) {
+		for i := range g.opts.Accounts {
+			if !yield(i, g.Account(i)) {
+				return
+			}
+		}
+	}
+}
 
 // Days returns the number of days to generate.
 func (g *Generator) Days() int { return g.opts.Days }
 
+// rng returns the random numbers for (account i, day, salt). Each salt has
+// one source, seeded again on each call rather than allocated: what it
+// returns is valid until the next call with the same salt.
 func (g *Generator) rng(i, day, salt int) *rand.Rand {
-	return rand.New(rand.NewPCG(g.opts.Seed^uint64(salt)<<48, uint64(i)<<20|uint64(day)))
+	if g.rand[salt] == nil {
+		g.rand[salt] = rand.New(&g.src[salt])
+	}
+	g.src[salt].Seed(g.opts.Seed^uint64(salt)<<48, uint64(i)<<20|uint64(day))
+	return g.rand[salt]
 }
 
-func (g *Generator) newAccount(i int) *Account {
+// describe fills a with account i, reusing its slices.
+func (g *Generator) describe(a *Account, i int) {
 	r := g.rng(i, 0xfffff, 1)
-	a := &Account{index: i, Archetype: ArchetypeOf(g.opts.Seed, i)}
-	a.ID = fmt.Sprintf("%s-%s-%05d", nameA[r.IntN(len(nameA))], nameB[r.IntN(len(nameB))], i)
+	*a = Account{index: i, Archetype: ArchetypeOf(g.opts.Seed, i), users: a.users[:0], modules: a.modules[:0]}
+	a.ID = nameA[r.IntN(len(nameA))] + "-" + nameB[r.IntN(len(nameB))] + "-" + pad5(i)
 	a.Seats = 10 + r.IntN(50)
 	if r.IntN(3) == 0 {
 		a.Seats = 8 + r.IntN(7) // micro accounts
@@ -211,18 +259,18 @@ func (g *Generator) newAccount(i int) *Account {
 		activated = max(6, a.Seats/4)
 	}
 	for u := range activated {
-		a.users = append(a.users, newUser(r, a, u, 0))
+		a.users = append(a.users, newUser(r, u, 0))
 	}
 	switch a.Archetype {
 	case Expanding:
 		// Forty more people join once the seats are bought.
 		for u := range 40 {
-			a.users = append(a.users, newUser(r, a, activated+u, g.opts.Days-20+r.IntN(5)))
+			a.users = append(a.users, newUser(r, activated+u, g.opts.Days-20+r.IntN(5)))
 		}
 	case Surge:
 		// A new team twice the size joins for the last six days.
 		for u := range 2 * activated {
-			a.users = append(a.users, newUser(r, a, activated+u, g.opts.Days-6))
+			a.users = append(a.users, newUser(r, activated+u, g.opts.Days-6))
 		}
 	}
 	if a.Archetype == Integration || r.IntN(4) == 0 {
@@ -257,13 +305,22 @@ func (g *Generator) newAccount(i int) *Account {
 	}
 	a.touchEvery = 14 + r.IntN(21)
 	a.arrPerSeat = []float64{300, 600, 1200}[r.IntN(3)]
-	return a
+}
+
+// pad5 formats i with at least five digits, as %05d.
+func pad5(i int) string {
+	var b [24]byte
+	s := strconv.AppendInt(b[:0], int64(i), 10)
+	if len(s) >= 5 {
+		return string(s)
+	}
+	return "00000"[len(s):] + string(s)
 }
 
 // coreModules are the example rules' core modules.
 var coreModules = map[string]bool{"pipeline": true, "reports": true, "approvals": true}
 
-func newUser(r *rand.Rand, a *Account, u, join int) genUser {
+func newUser(r *rand.Rand, u, join int) genUser {
 	platform := "web"
 	switch x := r.IntN(100); {
 	case x < 15:
@@ -271,7 +328,7 @@ func newUser(r *rand.Rand, a *Account, u, join int) genUser {
 	case x < 35:
 		platform = "desktop"
 	}
-	return genUser{id: "u" + strconv.Itoa(u), propensity: 0.55 + 0.4*r.Float64(), platform: platform, joinDay: join}
+	return genUser{id: u, propensity: 0.55 + 0.4*r.Float64(), platform: platform, joinDay: join}
 }
 
 // activity scales user activity on day d of n for the archetype.
@@ -297,29 +354,35 @@ func (a *Account) activity(d, n int) float64 {
 
 // Day generates day d's events (0 = the first day) and calls emit with
 // each JSON line, in time order. The line is valid until emit returns.
-func (g *Generator) Day(d int, emit func(line []byte)) {
-	g.DayWithTimes(d, func(_ int64, l []byte) { emit(l) })
+// The error is that of OpenDay or of reading a spilled chunk back.
+func (g *Generator) Day(d int, emit func(line []byte)) error {
+	return g.DayWithTimes(d, func(_ int64, l []byte) { emit(l) })
 }
 
 // DayWithTimes is Day that also passes each event's ts (Unix nanoseconds).
-func (g *Generator) DayWithTimes(d int, emit func(ts int64, line []byte)) {
-	g.buf = g.buf[:0]
-	g.lines = g.lines[:0]
-	for _, a := range g.accounts {
-		g.accountDay(a, d)
+func (g *Generator) DayWithTimes(d int, emit func(ts int64, line []byte)) error {
+	r, err := g.OpenDay(d)
+	if err != nil {
+		return err
 	}
-	slices.SortStableFunc(g.lines, func(x, y line) int { return cmp.Compare(x.ts, y.ts) })
-	for _, l := range g.lines {
-		emit(l.ts, g.buf[l.start:l.end])
+	for r.Next() {
+		emit(r.Time(), r.Line())
 	}
+	return errors.Join(r.Err(), r.Close())
 }
+
+// maxLiveBatch bounds the lines Live passes to one emit call, so a
+// catch-up at high speed does not hold a day in memory.
+const maxLiveBatch = 10000
 
 // Live plays the stream in simulated time, for a live demo: the simulation
 // starts at the beginning of the period and runs speed times faster than
 // the wall clock until it catches up with it, then in real time, so no
 // event is ever ahead of the wall clock. emit receives, in order, the
-// lines the simulation has passed since its last call; they are valid
-// until it returns. Live returns when the period is over or ctx ends.
+// lines the simulation has passed since its last call (at most 10,000 at
+// a time); they are valid until it returns. Live returns
+// when the period is over, when ctx ends, or with the first error of emit
+// or of the generator.
 func (g *Generator) Live(ctx context.Context, speed float64, now func() time.Time, emit func(lines [][]byte) error) error {
 	wall0 := now()
 	sim := func() int64 {
@@ -327,43 +390,57 @@ func (g *Generator) Live(ctx context.Context, speed float64, now func() time.Tim
 		t := g.start.Add(time.Duration(float64(w.Sub(wall0)) * speed))
 		return min(t.UnixNano(), w.UnixNano())
 	}
-	type pending struct {
-		ts   int64
-		line []byte
-	}
-	var day []pending
-	var batch [][]byte
+	var (
+		batch [][]byte
+		ends  []int
+		arena []byte
+	)
 	for d := range g.opts.Days {
-		day = day[:0]
-		g.DayWithTimes(d, func(ts int64, l []byte) { day = append(day, pending{ts, bytes.Clone(l)}) })
-		for len(day) > 0 {
+		r, err := g.OpenDay(d)
+		if err != nil {
+			return err
+		}
+		more := r.Next()
+		for more {
 			t := sim()
-			batch = batch[:0]
-			for len(day) > 0 && day[0].ts <= t {
-				batch = append(batch, day[0].line)
-				day = day[1:]
+			batch, ends, arena = batch[:0], ends[:0], arena[:0]
+			for more && r.Time() <= t && len(ends) < maxLiveBatch {
+				arena = append(arena, r.Line()...) // the line is valid only until Next
+				ends = append(ends, len(arena))
+				more = r.Next()
 			}
-			if len(batch) > 0 {
+			if len(ends) > 0 {
+				start := 0
+				for _, end := range ends {
+					batch = append(batch, arena[start:end:end])
+					start = end
+				}
 				if err := emit(batch); err != nil {
-					return err
+					return errors.Join(err, r.Close())
 				}
 				continue
 			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return errors.Join(ctx.Err(), r.Close())
 			case <-time.After(100 * time.Millisecond):
 			}
+		}
+		if err := errors.Join(r.Err(), r.Close()); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (g *Generator) accountDay(a *Account, d int) {
+// accountDay writes account i's events of day d to g.c, in the order they
+// are generated (not time order).
+func (g *Generator) accountDay(i, d int) {
+	a := &g.acct
+	g.describe(a, i)
 	r := g.rng(a.index, d, 2)
 	n := g.opts.Days
-	day := g.start.AddDate(0, 0, d)
-	dayNs := day.UnixNano()
+	dayNs := g.dayNs
 	at := func(hour float64) int64 {
 		ns := dayNs + int64(hour*float64(time.Hour))
 		return min(max(ns, dayNs+1), dayNs+int64(24*time.Hour)-1)
@@ -382,6 +459,7 @@ func (g *Generator) accountDay(a *Account, d int) {
 		}
 	}
 	g.crm(a, d, n, r, at)
+	day := time.Unix(0, dayNs).UTC()
 	weekend := day.Weekday() == time.Saturday || day.Weekday() == time.Sunday
 	scale := a.activity(d, n)
 	if weekend {
@@ -411,7 +489,7 @@ func (g *Generator) accountDay(a *Account, d int) {
 			g.api(at(float64(2+h*6)+r.Float64()), a, a.apiPerDay/4+r.IntN(50))
 		}
 	}
-	g.tickets(a, d, n, r, at)
+	g.tickets(a, d, n, at)
 }
 
 func (a *Account) pickModule(r *rand.Rand) string {
@@ -424,32 +502,58 @@ func (a *Account) pickModule(r *rand.Rand) string {
 	return Modules[0]
 }
 
-func (g *Generator) tickets(a *Account, d, n int, r *rand.Rand, at func(float64) int64) {
-	// Resolve older tickets first (ticket-heavy accounts rarely do).
-	keep := a.openTickets[:0]
-	for _, id := range a.openTickets {
-		resolve := r.Float64() < 0.4
-		if a.Archetype == TicketHeavy {
-			resolve = r.Float64() < 0.05
-		}
-		if resolve {
-			g.ticket(at(10+r.Float64()*6), a, "ticket_resolved", id)
-		} else {
-			keep = append(keep, id)
-		}
+// Tickets carry no state from day to day: the tickets an account opens on
+// a day, and the day each is resolved, are a function of (seed, account,
+// day), so day d's resolutions are found by looking at the tickets opened
+// on the maxTicketAge days before it.
+const (
+	maxTicketAge      = 10 // days a ticket stays open at most
+	maxHeavyTicketAge = 30 // the same for ticket-heavy accounts
+)
+
+// tickets writes day d's ticket events: resolutions of tickets opened on
+// earlier days (ticket-heavy accounts rarely resolve), then new tickets.
+func (g *Generator) tickets(a *Account, d, n int, at func(float64) int64) {
+	maxAge := maxTicketAge
+	if a.Archetype == TicketHeavy {
+		maxAge = maxHeavyTicketAge
 	}
-	a.openTickets = keep
-	if a.Archetype == Silent && d >= n-40 {
-		return
+	for opened := max(0, d-maxAge); opened < d; opened++ {
+		g.ticketsOpened(a, opened, n, maxAge, func(j int, _ float64, age int, resolvedAt float64) {
+			if opened+age == d {
+				g.ticket(at(resolvedAt), a, "ticket_resolved", opened, j)
+			}
+		})
 	}
-	if a.Archetype == Dark && d >= n-21 {
-		return
+	g.ticketsOpened(a, d, n, maxAge, func(j int, openedAt float64, _ int, _ float64) {
+		g.ticket(at(openedAt), a, "ticket_opened", d, j)
+	})
+}
+
+// ticketsOpened calls visit for each ticket account a opens on day d,
+// with its number j on that day, the hour it is opened at, its age in days
+// when it is resolved (1 to maxAge) and the hour of that day it is
+// resolved at.
+func (g *Generator) ticketsOpened(a *Account, d, n, maxAge int, visit func(j int, openedAt float64, age int, resolvedAt float64)) {
+	if a.Archetype == Silent && d >= n-40 || a.Archetype == Dark && d >= n-21 {
+		return // they stopped opening tickets
 	}
-	for x := r.Float64(); x < a.ticketRate; x++ {
-		id := fmt.Sprintf("T%d-%d", a.index, a.nextTicket)
-		a.nextTicket++
-		g.ticket(at(9+r.Float64()*8), a, "ticket_opened", id)
-		a.openTickets = append(a.openTickets, id)
+	// A PCG value rather than a *rand.Rand: this runs maxAge times per
+	// account and day, and must not allocate.
+	var r rand.PCG
+	r.Seed(g.opts.Seed^4<<48, uint64(a.index)<<20|uint64(d))
+	unit := func() float64 { return float64(r.Uint64()>>11) / (1 << 53) }
+	resolveRate := 0.4
+	if a.Archetype == TicketHeavy {
+		resolveRate = 0.05
+	}
+	j := 0
+	for x := unit(); x < a.ticketRate; x++ {
+		openedAt := 9 + unit()*8
+		// Resolved each day with probability resolveRate: a geometric age.
+		age := 1 + int(math.Log(1-unit())/math.Log(1-resolveRate))
+		visit(j, openedAt, min(max(age, 1), maxAge), 10+unit()*6)
+		j++
 	}
 }
 
@@ -457,54 +561,102 @@ func (g *Generator) tickets(a *Account, d, n int, r *rand.Rand, at func(float64)
 // with the engine it feeds.
 
 func (g *Generator) begin(ts int64, a *Account, typ string) int {
-	start := len(g.buf)
-	g.buf = append(g.buf, `{"ts":"`...)
-	g.buf = time.Unix(0, ts).UTC().AppendFormat(g.buf, "2006-01-02T15:04:05.000Z")
-	g.buf = append(g.buf, `","account_id":"`...)
-	g.buf = append(g.buf, a.ID...)
-	g.buf = append(g.buf, `","type":"`...)
-	g.buf = append(g.buf, typ...)
-	g.buf = append(g.buf, '"')
+	c := g.c
+	start := len(c.buf)
+	c.buf = append(c.buf, `{"ts":"`...)
+	c.buf = g.appendTs(c.buf, ts)
+	c.buf = append(c.buf, `","account_id":"`...)
+	c.buf = append(c.buf, a.ID...)
+	c.buf = append(c.buf, `","type":"`...)
+	c.buf = append(c.buf, typ...)
+	c.buf = append(c.buf, '"')
 	return start
 }
 
+// appendTs appends ts as 2006-01-02T15:04:05.000Z; ts is in the day being
+// generated, whose date is in g.dayPrefix.
+func (g *Generator) appendTs(b []byte, ts int64) []byte {
+	off := ts - g.dayNs
+	if off < 0 || off >= int64(24*time.Hour) {
+		return time.Unix(0, ts).UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	}
+	ms := off / int64(time.Millisecond)
+	s := ms / 1000
+	h, m, sec, frac := s/3600, s/60%60, s%60, ms%1000
+	b = append(b, g.dayPrefix...)
+	return append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10), 'Z')
+}
+
 func (g *Generator) end(ts int64, start int) {
-	g.buf = append(g.buf, '}')
-	g.lines = append(g.lines, line{ts: ts, start: start, end: len(g.buf)})
+	c := g.c
+	c.buf = append(c.buf, '}')
+	c.lines = append(c.lines, line{ts: ts, start: uint32(start), end: uint32(len(c.buf))})
 }
 
 func (g *Generator) str(key, v string) {
-	g.buf = append(g.buf, `,"`...)
-	g.buf = append(g.buf, key...)
-	g.buf = append(g.buf, `":"`...)
-	g.buf = append(g.buf, v...)
-	g.buf = append(g.buf, '"')
+	c := g.c
+	c.buf = append(c.buf, `,"`...)
+	c.buf = append(c.buf, key...)
+	c.buf = append(c.buf, `":"`...)
+	c.buf = append(c.buf, v...)
+	c.buf = append(c.buf, '"')
+}
+
+func (g *Generator) user(u genUser) {
+	c := g.c
+	c.buf = append(c.buf, `,"user_id":"u`...)
+	c.buf = strconv.AppendInt(c.buf, int64(u.id), 10)
+	c.buf = append(c.buf, '"')
+}
+
+func (g *Generator) num(key string, v int64) {
+	c := g.c
+	c.buf = append(c.buf, `,"`...)
+	c.buf = append(c.buf, key...)
+	c.buf = append(c.buf, `":`...)
+	c.buf = strconv.AppendInt(c.buf, v, 10)
+}
+
+func (g *Generator) float(key string, v float64) {
+	c := g.c
+	c.buf = append(c.buf, `,"`...)
+	c.buf = append(c.buf, key...)
+	c.buf = append(c.buf, `":`...)
+	c.buf = strconv.AppendFloat(c.buf, v, 'f', -1, 64)
 }
 
 func (g *Generator) userEvent(ts int64, a *Account, u genUser, typ, module string, duration float64) {
 	s := g.begin(ts, a, typ)
-	g.str("user_id", u.id)
+	g.user(u)
 	g.str("platform", u.platform)
 	if module != "" {
 		g.str("module", module)
 	}
 	if typ == "session" {
-		g.buf = append(g.buf, `,"duration_s":`...)
-		g.buf = strconv.AppendInt(g.buf, int64(duration), 10)
+		g.num("duration_s", int64(duration))
 	}
 	g.end(ts, s)
 }
 
 func (g *Generator) api(ts int64, a *Account, count int) {
 	s := g.begin(ts, a, "api")
-	g.buf = append(g.buf, `,"count":`...)
-	g.buf = strconv.AppendInt(g.buf, int64(count), 10)
+	g.num("count", int64(count))
 	g.end(ts, s)
 }
 
-func (g *Generator) ticket(ts int64, a *Account, typ, id string) {
+// ticket writes a ticket event; the ticket is the j-th opened on day
+// opened: T<account>-<opened>-<j>.
+func (g *Generator) ticket(ts int64, a *Account, typ string, opened, j int) {
 	s := g.begin(ts, a, typ)
-	g.str("ticket_id", id)
+	c := g.c
+	c.buf = append(c.buf, `,"ticket_id":"T`...)
+	c.buf = strconv.AppendInt(c.buf, int64(a.index), 10)
+	c.buf = append(c.buf, '-')
+	c.buf = strconv.AppendInt(c.buf, int64(opened), 10)
+	c.buf = append(c.buf, '-')
+	c.buf = strconv.AppendInt(c.buf, int64(j), 10)
+	c.buf = append(c.buf, '"')
 	g.end(ts, s)
 }
 
@@ -515,9 +667,8 @@ func (g *Generator) nps(ts int64, a *Account, u genUser, r *rand.Rand) {
 		v = r.IntN(8)
 	}
 	s := g.begin(ts, a, "nps")
-	g.str("user_id", u.id)
-	g.buf = append(g.buf, `,"value":`...)
-	g.buf = strconv.AppendInt(g.buf, int64(v), 10)
+	g.user(u)
+	g.num("value", int64(v))
 	g.end(ts, s)
 }
 
@@ -525,14 +676,15 @@ func (g *Generator) nps(ts int64, a *Account, u genUser, r *rand.Rand) {
 // "", else the seats (when > 0) and the new stage.
 func (g *Generator) accountEvent(ts int64, a *Account, seats int, stage string) {
 	s := g.begin(ts, a, "account")
-	g.buf = append(g.buf, `,"attrs":{`...)
+	c := g.c
+	c.buf = append(c.buf, `,"attrs":{`...)
 	if seats > 0 {
-		g.buf = append(g.buf, `"seats":`...)
-		g.buf = strconv.AppendInt(g.buf, int64(seats), 10)
+		c.buf = append(c.buf, `"seats":`...)
+		c.buf = strconv.AppendInt(c.buf, int64(seats), 10)
 	} else {
-		g.buf = append(g.buf, `"stage":"`...)
-		g.buf = append(g.buf, stage...)
-		g.buf = append(g.buf, `"}`...)
+		c.buf = append(c.buf, `"stage":"`...)
+		c.buf = append(c.buf, stage...)
+		c.buf = append(c.buf, `"}`...)
 		g.end(ts, s)
 		return
 	}
@@ -552,17 +704,18 @@ func (g *Generator) accountEvent(ts int64, a *Account, seats int, stage string) 
 	} else {
 		g.str("stage", stage)
 	}
-	g.buf = append(g.buf, '}')
+	c.buf = append(c.buf, '}')
 	g.end(ts, s)
 }
 
 // contract writes the contract in force: ARR for the seats bought.
 func (g *Generator) contract(ts int64, a *Account, seats int) {
 	s := g.begin(ts, a, "contract")
-	g.buf = append(g.buf, `,"arr":`...)
-	g.buf = strconv.AppendFloat(g.buf, float64(seats)*a.arrPerSeat, 'f', -1, 64)
+	g.float("arr", float64(seats)*a.arrPerSeat)
 	g.end(ts, s)
 }
+
+var channels = []string{"meeting", "call", "email", "qbr", "chat"}
 
 // crm writes what the customer-success team records for day d: CSM touches
 // on the account's cadence, the renewal a year before the next one if it
@@ -575,7 +728,7 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 	if touch {
 		ts := at(14 + r.Float64()*3)
 		s := g.begin(ts, a, "touch")
-		g.str("channel", []string{"meeting", "call", "email", "qbr", "chat"}[r.IntN(5)])
+		g.str("channel", channels[r.IntN(len(channels))])
 		g.end(ts, s)
 	}
 	if renewedOn := n + a.renewalDays - 365; d == renewedOn {
@@ -590,10 +743,8 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 		ts := at(12)
 		s := g.begin(ts, a, "renewal")
 		g.str("outcome", outcome)
-		g.buf = append(g.buf, `,"arr_before":`...)
-		g.buf = strconv.AppendFloat(g.buf, before, 'f', -1, 64)
-		g.buf = append(g.buf, `,"arr_after":`...)
-		g.buf = strconv.AppendFloat(g.buf, after, 'f', -1, 64)
+		g.float("arr_before", before)
+		g.float("arr_after", after)
 		g.end(ts, s)
 	}
 	if a.Archetype == ChampionLost && d == n-20 {
@@ -601,7 +752,7 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 		s := g.begin(ts, a, "stakeholder")
 		g.str("role", "champion")
 		g.str("change", "left")
-		g.str("user_id", a.users[0].id)
+		g.user(a.users[0])
 		g.end(ts, s)
 	}
 }
