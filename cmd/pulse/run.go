@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,14 +33,17 @@ const shutdownTimeout = 30 * time.Second
 // runCmd is `pulse run`: the daemon. It returns nil when SIGINT or SIGTERM
 // has stopped it cleanly, and an error (exit status 2) that names what was
 // not checkpointed or not stored when the stop was not clean.
-func runCmd(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration file (YAML); none runs the embedded default: in-process broker and synthetic load")
-	listen := fs.String("listen", "", "HTTP address (overrides the config's listen)")
-	rulesFlag := fs.String("rules", "", "rules file (overrides the config's rules; default: the shipped model built into the binary)")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(errUsage, err)
+func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run")
+	configFile := fs.String("config", "", "configuration `FILE` (YAML); none runs the embedded default: in-process broker and synthetic load")
+	listen := fs.String("listen", "", "HTTP address `ADDR` (overrides the config's listen; default 127.0.0.1:8080)")
+	rulesFlag := fs.String("rules", "", "rules `FILE` (overrides the config's rules; default: the shipped model built into the binary)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pulse run: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
 	}
 	rc, err := loadConfig(*configFile, os.Getenv)
 	if err != nil {
