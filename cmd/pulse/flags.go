@@ -68,7 +68,7 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 	if !ok {
 		panic("BUG: no command " + fs.Name())
 	}
-	fmt.Fprintf(w, "Usage: pulse %s %s\n\n", c.name, c.synopsis)
+	fmt.Fprintf(w, "Usage: %s\n\n", strings.TrimSpace("pulse "+c.name+" "+c.synopsis))
 	fmt.Fprintln(w, wrap(c.about, 78, ""))
 	type row struct{ name, usage string }
 	var rows []row

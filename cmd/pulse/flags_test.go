@@ -19,7 +19,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			if code != 0 || errs != "" {
 				t.Errorf("pulse %s: exit %d, stderr %q", strings.Join(args, " "), code, errs)
 			}
-			if !strings.HasPrefix(out, "Usage: pulse "+c.name+" ") || strings.Contains(out, "Usage of") || singleDash.MatchString(out) {
+			if !strings.HasPrefix(out, strings.TrimSpace("Usage: pulse "+c.name+" "+c.synopsis)+"\n\n") || strings.Contains(out, "Usage of") || singleDash.MatchString(out) {
 				t.Errorf("pulse %s:\n%s", strings.Join(args, " "), out)
 			}
 		}
@@ -39,7 +39,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	}
 	code, out, _ := pulse(t, "", "--help")
 	for _, c := range commandTable() {
-		if code != 0 || !strings.Contains(out, "  pulse "+c.name+" ") {
+		if code != 0 || !strings.Contains(out, "\n  "+strings.TrimSpace("pulse "+c.name+" "+c.synopsis)+"\n") {
 			t.Errorf("pulse --help (exit %d) does not list %s:\n%s", code, c.name, out)
 		}
 	}

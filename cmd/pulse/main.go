@@ -42,6 +42,10 @@ func commandTable() []command {
 		{"broker", "[--port 9092] [--partitions 8] [--topics events]",
 			"Runs a standalone in-memory Kafka-protocol broker until SIGINT or SIGTERM: for local runs, tests and benchmarks.",
 			brokerCmd},
+		{"version", "",
+			"Prints the version, the VCS commit the binary was built from (+dirty: with uncommitted changes) and the Go version. " +
+				"pulse --version does the same; /metrics has them as pulse_build_info.",
+			versionCmd},
 	}
 }
 
@@ -58,9 +62,9 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString("pulse — real-time customer health\n\nUsage:\n")
 	for _, c := range commandTable() {
-		fmt.Fprintf(&b, "  pulse %s %s\n", c.name, c.synopsis)
+		fmt.Fprintln(&b, "  "+strings.TrimSpace("pulse "+c.name+" "+c.synopsis))
 	}
-	b.WriteString("\nRun 'pulse COMMAND --help' for a command's flags.\n")
+	b.WriteString("\nRun 'pulse COMMAND --help' for a command's flags; pulse --version prints the version.\n")
 	return b.String()
 }
 
@@ -86,6 +90,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage())
 		return 0
+	case "-version", "--version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	// Two-word commands ("rules check") first.
 	name, rest := args[0], args[1:]

@@ -96,6 +96,7 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	metrics := prom.New()
+	metrics.Registry().MustRegister(buildInfoGauge(readBuild()))
 	// Sinks are written in order and a failure retries the batch whole.
 	// The account view's store of recent transitions comes first (it only
 	// copies, in memory, and keeps a retried batch once), then webhooks
