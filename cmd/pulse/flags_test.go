@@ -86,7 +86,7 @@ func TestDurationFlagsTakeDays(t *testing.T) {
 		t.Fatalf("day flags: exit %d, %s", code, errs)
 	}
 	// 1d12h is read (36 hours), and refused only for being too short.
-	if code, _, errs := pulse(t, "", "replay", "--rules", exampleRules, "--events", events, "--retention", "1d12h"); code != 2 || !strings.Contains(errs, "retention") || !strings.Contains(errs, "is too short") {
+	if code, _, errs := pulse(t, "", "replay", "--rules", exampleRules, "--events", events, "--retention", "1d12h"); code != 2 || !strings.HasPrefix(errs, "pulse replay: --retention: 1d12h is too short") {
 		t.Fatalf("--retention 1d12h: exit %d, %s", code, errs)
 	}
 }

@@ -35,6 +35,11 @@ func commandTable() []command {
 		{"rules check", "FILE",
 			"Validates a rules file: exit 0 with a summary, or 1 with one FILE:LINE: key: problem line per problem.",
 			rulesCheckCmd},
+		{"config check", "FILE",
+			"Validates a daemon config file without starting anything, as pulse run --config FILE would: every key, " +
+				"the environment overrides and credentials it names, and the rules file it names (or the built-in model). " +
+				"Exit 0 with a short summary, or 1 with every problem, one FILE:LINE: key: problem line each.",
+			configCheckCmd},
 		{"gen", "[--accounts N] [--days D] [--seed S] [--end RFC3339] [--out FILE | --kafka BROKERS --topic T]",
 			"Writes a realistic synthetic event stream, time-ordered, the same for the same --seed and --end, " +
 				"as JSONL or, with --kafka, to a topic (keyed and partitioned by account).",
@@ -124,6 +129,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	case errors.Is(err, errProblems):
 		return 1
+	}
+	var problems *configError
+	if errors.As(err, &problems) {
+		// One FILE:LINE: key: problem per line, as pulse config check
+		// prints them.
+		printProblems(stderr, problems)
+		return 2
 	}
 	fmt.Fprintf(stderr, "pulse %s: %v\n", c.name, err)
 	return 2

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/pulsehq/pulse/engine"
@@ -52,7 +53,17 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	cfg := engine.Config{Retention: *retention, EvalInterval: *evalInterval, SweepInterval: *sweepInterval, MaxSkew: *maxSkew}
 	if err := cfg.WithDefaults().Validate(); err != nil {
-		return err
+		// The engine names its settings as the config does; here they
+		// are flags.
+		for _, err := range unjoin(err) {
+			var se *engine.SettingError
+			if errors.As(err, &se) {
+				fmt.Fprintf(stderr, "pulse replay: --%s: %v\n", strings.ReplaceAll(se.Key, "_", "-"), se.Err)
+			} else {
+				fmt.Fprintf(stderr, "pulse replay: %v\n", err)
+			}
+		}
+		return errUsage
 	}
 	rs, err := loadRules(*rulesFile)
 	if err != nil {

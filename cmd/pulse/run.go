@@ -45,26 +45,13 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "pulse run: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	rc, err := loadConfig(*configFile, os.Getenv)
+	rc, rs, err := checkConfig(*configFile, os.Getenv, runFlags{listen: *listen, rules: *rulesFlag})
 	if err != nil {
-		return err
-	}
-	if *listen != "" {
-		rc.file.Listen = *listen
-	}
-	if *rulesFlag != "" {
-		rc.file.Rules = *rulesFlag
-	}
-	if err := rc.checkExposure(); err != nil {
 		return err
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(rc.logLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	rs, err := loadRules(rc.file.Rules)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(rc.stream.CheckpointDir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint.dir: %w", err)
 	}
