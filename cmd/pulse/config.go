@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -153,7 +155,23 @@ type outputConfig struct {
 }
 
 type logConfig struct {
-	Level string `yaml:"level"` // debug | info | warn | error
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text (logfmt) | json
+}
+
+// logFormats are the values of log.format and --log-format.
+var logFormats = []string{"text", "json"}
+
+// newLogger returns the daemon's logger: slog's text handler (logfmt) or
+// its JSON handler, one record per line, at level and above.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func defaultConfig() fileConfig {
@@ -168,7 +186,7 @@ func defaultConfig() fileConfig {
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
 		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state", MaxRetryTime: "1h", MaxAge: "6h"},
-		Log:      logConfig{Level: "info"},
+		Log:      logConfig{Level: "info", Format: "text"},
 		HTTP:     httpConfig{MaxSnooze: "90d", MaxSnoozes: 10_000},
 	}
 }
@@ -183,7 +201,6 @@ type runConfig struct {
 	webhookRetryTime  time.Duration
 	webhookMaxAge     time.Duration
 	stream            stream.Config
-	logLevel          string
 	auth              web.Auth
 	maxSnooze         time.Duration
 }
@@ -244,7 +261,7 @@ func parseConfig(path string, getenv func(string) string, overrides ...func(*fil
 	for _, o := range overrides {
 		o(&fc)
 	}
-	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0, logLevel: fc.Log.Level}
+	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0}
 	rc.validate(p)
 	rc.credentials(getenv, p)
 	return rc, p, nil
@@ -253,8 +270,9 @@ func parseConfig(path string, getenv func(string) string, overrides ...func(*fil
 // runFlags are the settings `pulse run` takes from its command line; they
 // override the config file's.
 type runFlags struct {
-	listen string // listen
-	rules  string // rules
+	listen    string // listen
+	rules     string // rules
+	logFormat string // log.format
 }
 
 // checkConfig loads and checks everything `pulse run` needs before it
@@ -270,6 +288,9 @@ func checkConfig(path string, getenv func(string) string, flags runFlags) (*runC
 		}
 		if flags.rules != "" {
 			fc.Rules = flags.rules
+		}
+		if flags.logFormat != "" {
+			fc.Log.Format = flags.logFormat
 		}
 	})
 	if err != nil {
@@ -443,6 +464,9 @@ func (rc *runConfig) validate(p *configProblems) {
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, fc.Log.Level) {
 		p.addf("log.level", "%q must be debug, info, warn or error", fc.Log.Level)
+	}
+	if !slices.Contains(logFormats, fc.Log.Format) {
+		p.addf("log.format", "%q must be %s", fc.Log.Format, strings.Join(logFormats, " or "))
 	}
 	if rc.embedded {
 		sc.Brokers = []string{fc.Embedded.Listen}

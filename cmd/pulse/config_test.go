@@ -62,6 +62,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		"kafka:\n  sasl: {mechanism: kerberos}\n":                     `bad.yaml:2: kafka.sasl.mechanism: "kerberos"`,
 		"checkpoint:\n  interval: -1s\n":                              "bad.yaml:2: checkpoint.interval",
 		"log:\n  level: loud\n":                                       "bad.yaml:2: log.level",
+		"log:\n  format: xml\n":                                       `bad.yaml:2: log.format: "xml" must be text or json`,
 		"kafka:\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n": "bad.yaml:2: kafka.tls.ca_file",
 		"embedded:\n  partitions: 0\n":                                "bad.yaml:2: embedded.partitions: 0 must be ≥ 1",
 		"listen: [1, 2]\n":                                            "bad.yaml:1: listen: bad value: cannot unmarshal",

@@ -168,3 +168,33 @@ func durationVar(fs *flag.FlagSet, name string, value time.Duration, usage strin
 	fs.Var(durationFlag{d}, name, usage)
 	return d
 }
+
+// choiceFlag is a flag.Value that takes one of a few words.
+type choiceFlag struct {
+	v       *string
+	choices []string
+}
+
+func (f choiceFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f choiceFlag) Set(s string) error {
+	if !slices.Contains(f.choices, s) {
+		return fmt.Errorf("must be %s", strings.Join(f.choices, " or "))
+	}
+	*f.v = s
+	return nil
+}
+
+// choiceVar defines a flag that takes one of choices; it holds value
+// until set.
+func choiceVar(fs *flag.FlagSet, name, value string, choices []string, usage string) *string {
+	v := new(string)
+	*v = value
+	fs.Var(choiceFlag{v, choices}, name, usage)
+	return v
+}

@@ -55,6 +55,7 @@ func TestBadFlagsAreNamedWithDoubleDashes(t *testing.T) {
 		"gen --accounts":            "pulse gen: flag needs an argument: --accounts\n",
 		"replay --retention soon":   `pulse replay: invalid value "soon" for flag --retention: bad duration "soon"`,
 		"rules check --strict FILE": "pulse rules check: unknown flag: --strict\n",
+		"run --log-format xml":      `pulse run: invalid value "xml" for flag --log-format: must be text or json`,
 	} {
 		code, out, errs := pulse(t, "", strings.Fields(args)...)
 		if code != 2 || out != "" || !strings.HasPrefix(errs, want) {

@@ -21,7 +21,7 @@ type command struct {
 // commandTable lists the subcommands, in the order the usage shows them.
 func commandTable() []command {
 	return []command{
-		{"run", "[--config FILE] [--listen ADDR] [--rules FILE]",
+		{"run", "[--config FILE] [--listen ADDR] [--rules FILE] [--log-format text|json]",
 			"The daemon: consumes the events topic, scores every account, evaluates the alerts and writes them to the configured outputs, " +
 				"and serves the status page, the JSON API and /metrics. With no --config it runs the embedded default: an in-process " +
 				"Kafka-protocol broker on 127.0.0.1:9092 with a synthetic load, served on http://127.0.0.1:8080/. " +
@@ -129,6 +129,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	case errors.Is(err, errProblems):
 		return 1
+	}
+	if errors.As(err, new(quietError)) {
+		return 2
 	}
 	var problems *configError
 	if errors.As(err, &problems) {

@@ -19,6 +19,7 @@ import (
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/engine/synth"
+	"github.com/pulsehq/pulse/rules"
 	"github.com/pulsehq/pulse/sinks/clickhouse"
 	"github.com/pulsehq/pulse/sinks/file"
 	"github.com/pulsehq/pulse/sinks/prom"
@@ -38,6 +39,7 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	configFile := fs.String("config", "", "configuration `FILE` (YAML); none runs the embedded default: in-process broker and synthetic load")
 	listen := fs.String("listen", "", "HTTP address `ADDR` (overrides the config's listen; default 127.0.0.1:8080)")
 	rulesFlag := fs.String("rules", "", "rules `FILE` (overrides the config's rules; default: the shipped model built into the binary)")
+	logFormat := choiceVar(fs, "log-format", "", logFormats, "log `FORMAT`: text (logfmt) or json, one object per line (overrides the config's log.format; default text)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -45,13 +47,35 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "pulse run: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	rc, rs, err := checkConfig(*configFile, os.Getenv, runFlags{listen: *listen, rules: *rulesFlag})
+	rc, rs, err := checkConfig(*configFile, os.Getenv, runFlags{listen: *listen, rules: *rulesFlag, logFormat: *logFormat})
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(rc.logLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, rc.file.Log.Format, rc.file.Log.Level)
+	// What logs through the standard library (net/http's server errors)
+	// comes out in the same format.
+	slog.SetDefault(log)
+	err = daemon(rc, rs, log)
+	if err != nil && rc.file.Log.Format == "json" {
+		// The log is stderr: the error goes in as a record, and main
+		// prints nothing more, so every line stays JSON.
+		if !errors.As(err, new(unsavedError)) {
+			log.Error("pulse run failed", "err", err)
+		}
+		return quietError{err}
+	}
+	return err
+}
+
+// unsavedError is a stop that left work unsaved; daemon has logged it.
+type unsavedError struct{ error }
+
+// quietError is an error already reported: main exits 2 without printing it.
+type quietError struct{ error }
+
+// daemon starts everything rc configures, in order, and runs until
+// SIGINT or SIGTERM; then it stops in the reverse order.
+func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	if err := os.MkdirAll(rc.stream.CheckpointDir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint.dir: %w", err)
 	}
@@ -97,6 +121,7 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if wh.StateFile != "" {
 			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
 		}
+		var err error
 		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
 			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, MaxAge: rc.webhookMaxAge, Log: log, Counted: metrics.Notified})
 		if err != nil {
@@ -201,7 +226,7 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	runErr = errors.Join(runErr, sinks.Close(sctx))
 	if runErr != nil {
 		log.Error("stopped with work not saved; the next start re-reads it from the last checkpoints", "err", runErr)
-		return runErr
+		return unsavedError{runErr}
 	}
 	log.Info("stopped")
 	return nil
