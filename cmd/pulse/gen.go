@@ -26,6 +26,7 @@ func genCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	endOnBrokenPipe()
 	if *accounts < 1 || *days < 1 || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "pulse gen: --accounts and --days must be ≥ 1")
 		return errUsage
@@ -61,10 +62,16 @@ func genCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			}
 		})
 		if werr != nil {
-			return werr
+			break
 		}
 	}
-	return bw.Flush()
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	if brokenPipe(werr) {
+		return nil // the reader has what it wanted (pulse gen | head)
+	}
+	return werr
 }
 
 // genToKafka produces the stream to a topic, partitioned by account.

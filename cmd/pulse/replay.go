@@ -38,6 +38,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	endOnBrokenPipe()
 	if *rulesFile == "" || *eventsFile == "" || fs.NArg() > 0 || *partitions < 1 {
 		fmt.Fprintln(stderr, "pulse replay: --rules and --events are required, --partitions must be ≥ 1")
 		fs.Usage()
@@ -118,7 +119,11 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			w.Write(append(buf, '\n'))
 		})
 	}
-	return w.Flush()
+	// A write that failed stays failed: Flush returns its error.
+	if err := w.Flush(); err != nil && !brokenPipe(err) {
+		return err
+	}
+	return nil // all written, or the reader has what it wanted (| head)
 }
 
 // summarize writes the rejection counts by reason, if any.
