@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -523,6 +524,24 @@ func (rc *runConfig) credentials(getenv func(string) string, p *configProblems) 
 	}
 	rc.auth.Read = read("http.read", h.Read)
 	rc.auth.Write = read("http.write", h.Write)
+}
+
+// dataDir is a directory pulse run writes to, and the key that names it.
+type dataDir struct{ key, dir string }
+
+// dataDirs lists the directories pulse run writes to with rc and rs: the
+// checkpoints', the transitions file's and (with notifiers) the webhook
+// state file's. The defaults are all under pulse-data/ in the working
+// directory; pulse run creates each that is missing.
+func (rc *runConfig) dataDirs(rs *rules.Ruleset) []dataDir {
+	dirs := []dataDir{{"checkpoint.dir", rc.stream.CheckpointDir}}
+	if f := rc.file.Output.TransitionsFile; f != "" && f != "-" {
+		dirs = append(dirs, dataDir{"output.transitions_file", filepath.Dir(f)})
+	}
+	if f := rc.file.Webhooks.StateFile; f != "" && len(rs.Notify) > 0 {
+		dirs = append(dirs, dataDir{"webhooks.state_file", filepath.Dir(f)})
+	}
+	return dirs
 }
 
 // checkExposure refuses to serve a listen address other hosts can reach

@@ -76,8 +76,11 @@ type quietError struct{ error }
 // daemon starts everything rc configures, in order, and runs until
 // SIGINT or SIGTERM; then it stops in the reverse order.
 func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
-	if err := os.MkdirAll(rc.stream.CheckpointDir, 0o755); err != nil {
-		return fmt.Errorf("checkpoint.dir: %w", err)
+	// Every directory Pulse writes to exists before anything starts.
+	for _, d := range rc.dataDirs(rs) {
+		if err := os.MkdirAll(d.dir, 0o755); err != nil {
+			return fmt.Errorf("%s: creating %s: %w", d.key, d.dir, err)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -118,9 +121,6 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	var notify *webhook.Sink
 	if len(rs.Notify) > 0 {
 		wh := rc.file.Webhooks
-		if wh.StateFile != "" {
-			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
-		}
 		var err error
 		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
 			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, MaxAge: rc.webhookMaxAge, Log: log, Counted: metrics.Notified})
@@ -148,9 +148,6 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
 	}
 	if path := rc.file.Output.TransitionsFile; path != "" {
-		if path != "-" {
-			os.MkdirAll(filepath.Dir(path), 0o755)
-		}
 		f, err := file.Open(path)
 		if err != nil {
 			return fmt.Errorf("output.transitions_file: %w", err)
