@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsehq/pulse/engine"
 )
 
 // smallDaemonConfig is a config of the embedded broker on free ports with
@@ -82,4 +85,92 @@ func jsonLogMessages(t *testing.T, out string) map[string]bool {
 		msgs[rec.Msg] = true
 	}
 	return msgs
+}
+
+// Once every partition has applied what the broker holds and its newest
+// event is under a minute old, the daemon logs "caught up" with how long
+// it took since the start and how many partitions it owns — once. History
+// applied as fast as it arrives (lag 0, old events) is not caught up.
+func TestCaughtUpIsLogged(t *testing.T) {
+	broker := startBrokerProcess(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+listen: 127.0.0.1:%d
+kafka: {brokers: [%s], topic: events, group: caught-up, session_timeout: 6s}
+checkpoint: {dir: %s}
+output: {transitions_file: "", metrics_interval: 100ms}
+log: {format: json}
+`, port, broker, filepath.Join(dir, "ckpt")))
+
+	// An account in each of the 8 partitions.
+	var accounts []string
+	covered := map[int]bool{}
+	for i := 0; len(covered) < 8; i++ {
+		id := fmt.Sprintf("acct-%d", i)
+		if p := engine.PartitionOf([]byte(id), 8); !covered[p] {
+			covered[p] = true
+			accounts = append(accounts, id)
+		}
+	}
+	events := func(ts time.Time) [][]byte {
+		var lines [][]byte
+		for _, a := range accounts {
+			lines = append(lines, fmt.Appendf(nil, `{"ts":%q,"account_id":%q,"type":"login","user_id":"u1"}`, ts.UTC().Format(time.RFC3339Nano), a))
+		}
+		return lines
+	}
+	p := newProducer([]string{broker}, "events")
+	defer p.Close()
+	if err := p.write(context.Background(), events(time.Now().Add(-10*24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+
+	d := startPulse(t, "run", "--config", cfg)
+	caughtUp := func() []string {
+		var recs []string
+		for _, line := range strings.Split(d.output(), "\n") {
+			if strings.Contains(line, `"msg":"caught up"`) {
+				recs = append(recs, line)
+			}
+		}
+		return recs
+	}
+	waitUntil(t, "the history applied", 60*time.Second, func() bool {
+		if d.exited() {
+			t.Fatalf("pulse exited:\n%s", d.output())
+		}
+		ok, _ := metricSum(t, base, "pulse_events_total", `result="ok"`)
+		return ok == float64(len(accounts))
+	})
+	time.Sleep(time.Second) // ten lag reports
+	if recs := caughtUp(); len(recs) > 0 {
+		t.Fatalf("caught up on events ten days old:\n%s", strings.Join(recs, "\n"))
+	}
+
+	if err := p.write(context.Background(), events(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, `"caught up" in the log`, 30*time.Second, func() bool { return len(caughtUp()) > 0 })
+	time.Sleep(time.Second)
+	recs := caughtUp()
+	if len(recs) != 1 {
+		t.Fatalf("want one caught-up record, got:\n%s", strings.Join(recs, "\n"))
+	}
+	var rec struct {
+		Took       string
+		Partitions int
+	}
+	if err := json.Unmarshal([]byte(recs[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	took, err := time.ParseDuration(rec.Took)
+	if err != nil || took <= time.Second || took > 2*time.Minute || rec.Partitions != 8 {
+		t.Fatalf("caught-up record %s: took %v (%v), want the time since the start; partitions %d, want 8", recs[0], took, err, rec.Partitions)
+	}
+	t.Log(recs[0])
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
 }
