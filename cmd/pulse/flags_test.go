@@ -43,6 +43,9 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			t.Errorf("pulse --help (exit %d) does not list %s:\n%s", code, c.name, out)
 		}
 	}
+	if code, out, _ := pulse(t, "", "help", "config", "check"); code != 0 || !strings.HasPrefix(out, "Usage: pulse config check FILE\n") {
+		t.Errorf("pulse help config check: exit %d\n%s", code, out)
+	}
 	if code, out, _ := pulse(t, "", "rules", "--help"); code != 0 || !strings.Contains(out, "pulse rules check FILE") {
 		t.Errorf("pulse rules --help: exit %d\n%s", code, out)
 	}

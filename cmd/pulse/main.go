@@ -69,7 +69,7 @@ func usage() string {
 	for _, c := range commandTable() {
 		fmt.Fprintln(&b, "  "+strings.TrimSpace("pulse "+c.name+" "+c.synopsis))
 	}
-	b.WriteString("\nRun 'pulse COMMAND --help' for a command's flags; pulse --version prints the version.\n")
+	b.WriteString("\nRun 'pulse COMMAND --help' (or 'pulse help COMMAND') for a command's flags; pulse --version prints the version.\n")
 	return b.String()
 }
 
@@ -92,7 +92,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "help":
+		if len(args) > 1 { // pulse help rules check: its --help
+			args = append(args[1:len(args):len(args)], "--help")
+			break
+		}
+		fmt.Fprint(stdout, usage())
+		return 0
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage())
 		return 0
 	case "-version", "--version":
