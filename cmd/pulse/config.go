@@ -207,12 +207,12 @@ type runConfig struct {
 }
 
 // loadConfig reads path ("" for the embedded default), applies the
-// environment overrides, then overrides (the command line's flags), and
-// validates everything. It reports every problem at once: joined, each a
-// *rules.Error that names the file, the line and the key, as a rules
-// file's problems are (FILE:LINE: key: problem).
-func loadConfig(path string, getenv func(string) string, overrides ...func(*fileConfig)) (*runConfig, error) {
-	rc, p, err := parseConfig(path, getenv, overrides...)
+// environment overrides and validates everything. It reports every problem
+// at once, in a *configError: each a *rules.Error that names the file, the
+// line and the key, as a rules file's problems are (FILE:LINE: key:
+// problem). checkConfig adds what pulse run checks besides.
+func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
+	rc, p, err := parseConfig(path, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,8 @@ func loadConfig(path string, getenv func(string) string, overrides ...func(*file
 	return rc, nil
 }
 
-// parseConfig is loadConfig that returns the problems found so far, for a
+// parseConfig is loadConfig that applies overrides (the command line's)
+// after the environment's and returns the problems found so far, for a
 // caller to add its own (checkConfig). err is a file that cannot be read
 // or parsed at all.
 func parseConfig(path string, getenv func(string) string, overrides ...func(*fileConfig)) (*runConfig, *configProblems, error) {

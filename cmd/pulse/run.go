@@ -70,8 +70,12 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 // unsavedError is a stop that left work unsaved; daemon has logged it.
 type unsavedError struct{ error }
 
+func (e unsavedError) Unwrap() error { return e.error }
+
 // quietError is an error already reported: main exits 2 without printing it.
 type quietError struct{ error }
+
+func (e quietError) Unwrap() error { return e.error }
 
 // daemon starts everything rc configures, in order, and runs until
 // SIGINT or SIGTERM; then it stops in the reverse order.
