@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -61,29 +62,51 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first setting that is out of range, by its config key.
+// SettingError is a Config setting out of range. Key names it as the
+// config file's engine block does (retention, eval_interval, …).
+type SettingError struct {
+	Key string
+	Err error
+}
+
+func (e *SettingError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// Validate reports every setting that is out of range, each a
+// *SettingError, joined; nil when all are in range.
 func (c Config) Validate() error {
-	switch {
-	case c.Retention < 31*24*time.Hour:
-		return fmt.Errorf("retention: %v is too short: windows read 30 days, so at least 31d", c.Retention)
-	case c.MaxFuture < 0:
-		return fmt.Errorf("max_future: %v must not be negative", c.MaxFuture)
-	case c.EvalInterval <= 0:
-		return fmt.Errorf("eval_interval: %v must be positive", c.EvalInterval)
-	case c.SweepInterval < c.EvalInterval:
-		return fmt.Errorf("sweep_interval: %v must be at least eval_interval (%v)", c.SweepInterval, c.EvalInterval)
-	case (24*time.Hour)%c.SweepInterval != 0 && c.SweepInterval%(24*time.Hour) != 0:
-		return fmt.Errorf("sweep_interval: %v must divide 24h or be whole days, so that sweeps fall on UTC midnights and record the scores", c.SweepInterval)
-	case c.ScoreInterval <= 0:
-		return fmt.Errorf("score_interval: %v must be positive", c.ScoreInterval)
-	case c.MaxAccounts < 0:
-		return fmt.Errorf("max_accounts: %d must be positive", c.MaxAccounts)
-	case c.MaxUsers < 0:
-		return fmt.Errorf("max_users_per_account: %d must be positive", c.MaxUsers)
-	case c.MaxSkew < 0:
-		return fmt.Errorf("max_skew: %v must not be negative", c.MaxSkew)
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &SettingError{Key: key, Err: fmt.Errorf(format, args...)})
 	}
-	return nil
+	days := rules.FormatDuration
+	if c.Retention < 31*24*time.Hour {
+		bad("retention", "%s is too short: windows read 30 days, so at least 31d", days(c.Retention))
+	}
+	if c.MaxFuture < 0 {
+		bad("max_future", "%s must not be negative", days(c.MaxFuture))
+	}
+	switch {
+	case c.EvalInterval <= 0:
+		bad("eval_interval", "%s must be positive", days(c.EvalInterval))
+	case c.SweepInterval < c.EvalInterval:
+		bad("sweep_interval", "%s must be at least eval_interval (%s)", days(c.SweepInterval), days(c.EvalInterval))
+	case (24*time.Hour)%c.SweepInterval != 0 && c.SweepInterval%(24*time.Hour) != 0:
+		bad("sweep_interval", "%s must divide 24h or be whole days, so that sweeps fall on UTC midnights and record the scores", days(c.SweepInterval))
+	}
+	if c.ScoreInterval <= 0 {
+		bad("score_interval", "%s must be positive", days(c.ScoreInterval))
+	}
+	if c.MaxAccounts < 0 {
+		bad("max_accounts", "%d must be positive", c.MaxAccounts)
+	}
+	if c.MaxUsers < 0 {
+		bad("max_users_per_account", "%d must be positive", c.MaxUsers)
+	}
+	if c.MaxSkew < 0 {
+		bad("max_skew", "%s must not be negative", days(c.MaxSkew))
+	}
+	return errors.Join(errs...)
 }
 
 // WithDefaults fills zero settings with the defaults.

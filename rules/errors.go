@@ -18,8 +18,9 @@ var (
 	ErrTooLarge        = errors.New("too large")
 )
 
-// Error is one problem in a rules file. It names the file, the line (0 when
-// unknown) and the key path, such as alerts[2].when.
+// Error is one problem in a rules file (or another YAML file of Pulse, read
+// with DecodeStrict). It names the file, the line (0 when unknown) and the
+// key path, such as alerts[2].when, and reads FILE:LINE: KEY: problem.
 type Error struct {
 	File string
 	Line int

@@ -1,10 +1,9 @@
 package rules
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -118,17 +117,12 @@ func Load(name string, data []byte, opts LoadOptions) (*Ruleset, error) {
 	if len(data) > MaxFileBytes {
 		return nil, &Error{File: name, Err: fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxFileBytes)}
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, decodeErrors(name, &doc, err)
-	}
 	var spec fileSpec
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&spec); err != nil && !errors.Is(err, io.EOF) {
-		return nil, decodeErrors(name, &doc, err)
+	doc, err := DecodeStrict(name, data, &spec)
+	if err != nil {
+		return nil, err
 	}
-	c := compiler{file: name, doc: &doc, opts: opts}
+	c := compiler{file: name, doc: doc, opts: opts}
 	for k := range spec.Extensions {
 		if !strings.HasPrefix(k, "x-") {
 			c.fail(fmt.Errorf("%w %q (top-level keys of your own start with x-)", ErrUnknownKey, k), k)
@@ -553,14 +547,82 @@ func checkNotifyURL(raw, expanded string) error {
 	return nil
 }
 
-// ParseDuration parses a Go duration ("90m", "24h") or whole days ("7d").
+// maxDays bounds the days of a duration: time.Duration holds about 292 years.
+const maxDays = 100_000
+
+// ParseDuration parses a Go duration ("90s", "24h", "1h30m"), optionally led
+// by whole days of 24 hours: "7d", "1d12h", "-2d". Every duration of a rules
+// file, of the daemon config and of the command line's flags is read by it.
 func ParseDuration(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(d)
-		if err != nil {
-			return 0, fmt.Errorf("bad duration %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
+	bad := func() (time.Duration, error) {
+		return 0, fmt.Errorf("bad duration %q: a number and a unit (ms, s, m, h, d), e.g. 90s, 5m, 7d, 1d12h", s)
 	}
-	return time.ParseDuration(s)
+	rest, neg := s, false
+	if r, ok := strings.CutPrefix(rest, "-"); ok {
+		rest, neg = r, true
+	} else if r, ok := strings.CutPrefix(rest, "+"); ok {
+		rest = r
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 || i == len(rest) || rest[i] != 'd' {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return bad()
+		}
+		return d, nil
+	}
+	days, err := strconv.ParseInt(rest[:i], 10, 64)
+	if err != nil || days > maxDays {
+		return bad()
+	}
+	d := time.Duration(days) * 24 * time.Hour
+	if tail := rest[i+1:]; tail != "" {
+		// The part after the days is a plain Go duration, unsigned.
+		if tail[0] < '0' || tail[0] > '9' {
+			return bad()
+		}
+		t, err := time.ParseDuration(tail)
+		if err != nil || t >= 24*time.Hour*maxDays {
+			return bad()
+		}
+		d += t
+	}
+	if neg {
+		d = -d
+	}
+	return d, nil
+}
+
+// FormatDuration writes d the way ParseDuration reads it, with days for
+// 24 hours and more: 90d, 1d12h, 1h30m, 250ms.
+func FormatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	if d < 0 {
+		if d == math.MinInt64 {
+			return d.String()
+		}
+		return "-" + FormatDuration(-d)
+	}
+	const day = 24 * time.Hour
+	var b strings.Builder
+	if days := d / day; days > 0 {
+		b.WriteString(strconv.FormatInt(int64(days), 10))
+		b.WriteByte('d')
+	}
+	if rest := d % day; rest > 0 {
+		r := rest.String()
+		if strings.HasSuffix(r, "m0s") {
+			r = r[:len(r)-2]
+		}
+		if strings.HasSuffix(r, "h0m") {
+			r = r[:len(r)-2]
+		}
+		b.WriteString(r)
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func lookupTestEnv(name string) (string, bool) {
@@ -98,14 +99,38 @@ func TestNotifyExpandsEnvironment(t *testing.T) {
 }
 
 func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]string{"24h": "24h0m0s", "7d": "168h0m0s", "90m": "1h30m0s"} {
+	for in, want := range map[string]time.Duration{
+		"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "1d12h": 36 * time.Hour,
+		"2d30m": 48*time.Hour + 30*time.Minute, "1d1h1m1s": 25*time.Hour + time.Minute + time.Second, "-2d": -48 * time.Hour,
+		"0d": 0, "0": 0, "250ms": 250 * time.Millisecond, "+3d": 72 * time.Hour,
+	} {
 		d, err := ParseDuration(in)
-		if err != nil || d.String() != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %s", in, d, err, want)
+		if err != nil || d != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, d, err, want)
 		}
 	}
-	if _, err := ParseDuration("1.5d"); err == nil {
-		t.Error("1.5d parsed")
+	for _, in := range []string{"1.5d", "d", "7", "1d-2h", "1d+2h", "1dd", "7days", "d7", "", "1d12", "999999999d", "soon"} {
+		if d, err := ParseDuration(in); err == nil {
+			t.Errorf("%q parsed as %v", in, d)
+		} else if !strings.Contains(err.Error(), "e.g. 90s, 5m, 7d, 1d12h") {
+			t.Errorf("%q: the error does not say what is expected: %v", in, err)
+		}
+	}
+}
+
+// FormatDuration writes what ParseDuration reads, in days where it can.
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		90 * 24 * time.Hour: "90d", 36 * time.Hour: "1d12h", 90 * time.Minute: "1h30m", 30 * time.Minute: "30m",
+		250 * time.Millisecond: "250ms", 0: "0s", -48 * time.Hour: "-2d", 24*time.Hour + 90*time.Second: "1d1m30s", time.Hour: "1h",
+	} {
+		got := FormatDuration(d)
+		if got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := ParseDuration(got); err != nil || back != d {
+			t.Errorf("ParseDuration(FormatDuration(%v)) = %v, %v", d, back, err)
+		}
 	}
 }
 

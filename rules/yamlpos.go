@@ -1,14 +1,47 @@
 package rules
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
+
+// DecodeStrict decodes the YAML document data into v, refusing unknown
+// keys, and returns the document's node tree, for the positions of later
+// problems (Line). Every problem decoding finds is returned at once,
+// joined, each an *Error that names the file (name), the line and the key
+// path. The daemon's config file is read with it too, so its problems read
+// like a rules file's. An empty document decodes to nothing and is no
+// error.
+func DecodeStrict(name string, data []byte, v any) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return &doc, decodeErrors(name, &doc, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return &doc, decodeErrors(name, &doc, err)
+	}
+	return &doc, nil
+}
+
+// Line returns the line of a dotted key path, such as "kafka.tls.ca_file",
+// in a document DecodeStrict returned — or, when the key is absent, the
+// line of its nearest ancestor that is present; 0 when none is.
+func Line(doc *yaml.Node, key string) int {
+	var path []any
+	for _, k := range strings.Split(key, ".") {
+		path = append(path, k)
+	}
+	return position(doc, path...)
+}
 
 // position finds the line of a key path (such as ["alerts", 2, "when"]) in
 // a parsed YAML document; it returns 0 when the path is absent.

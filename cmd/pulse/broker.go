@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
@@ -16,14 +14,17 @@ import (
 // brokerCmd is `pulse broker`: a standalone in-memory Kafka-protocol broker
 // (kfake) for local runs, tests and benchmarks. It holds everything in
 // memory and stops on SIGINT or SIGTERM.
-func brokerCmd(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.Int("port", 9092, "port on 127.0.0.1")
+func brokerCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker")
+	listen := fs.Int("port", 9092, "`PORT` on 127.0.0.1")
 	partitions := fs.Int("partitions", 8, "partitions per topic")
-	topics := fs.String("topics", "events", "comma-separated topics to create")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(errUsage, err)
+	topics := fs.String("topics", "events", "comma-separated `TOPICS` to create")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pulse broker: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
 	}
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(*listen), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(*partitions)}
 	for _, t := range strings.Split(*topics, ",") {

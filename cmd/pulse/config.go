@@ -1,14 +1,17 @@
 package main
 
 import (
-	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -153,7 +156,23 @@ type outputConfig struct {
 }
 
 type logConfig struct {
-	Level string `yaml:"level"` // debug | info | warn | error
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text (logfmt) | json
+}
+
+// logFormats are the values of log.format and --log-format.
+var logFormats = []string{"text", "json"}
+
+// newLogger returns the daemon's logger: slog's text handler (logfmt) or
+// its JSON handler, one record per line, at level and above.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func defaultConfig() fileConfig {
@@ -168,7 +187,7 @@ func defaultConfig() fileConfig {
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
 		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state", MaxRetryTime: "1h", MaxAge: "6h"},
-		Log:      logConfig{Level: "info"},
+		Log:      logConfig{Level: "info", Format: "text"},
 		HTTP:     httpConfig{MaxSnooze: "90d", MaxSnoozes: 10_000},
 	}
 }
@@ -183,26 +202,48 @@ type runConfig struct {
 	webhookRetryTime  time.Duration
 	webhookMaxAge     time.Duration
 	stream            stream.Config
-	logLevel          string
 	auth              web.Auth
 	maxSnooze         time.Duration
 }
 
 // loadConfig reads path ("" for the embedded default), applies the
-// environment overrides and validates everything, naming the key of the
-// first problem.
+// environment overrides and validates everything. It reports every problem
+// at once, in a *configError: each a *rules.Error that names the file, the
+// line and the key, as a rules file's problems are (FILE:LINE: key:
+// problem). checkConfig adds what pulse run checks besides.
 func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
+	rc, p, err := parseConfig(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// parseConfig is loadConfig that applies overrides (the command line's)
+// after the environment's and returns the problems found so far, for a
+// caller to add its own (checkConfig). err is a file that cannot be read
+// or parsed at all.
+func parseConfig(path string, getenv func(string) string, overrides ...func(*fileConfig)) (*runConfig, *configProblems, error) {
 	fc := defaultConfig()
-	if path != "" {
+	p := &configProblems{file: path}
+	if path == "" {
+		p.file = "default config"
+	} else {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, &configError{[]error{err}}
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: %s", path, yamlMessage(err))
+		doc, err := rules.DecodeStrict(path, data, &fc)
+		p.doc = doc
+		if errors.Is(err, rules.ErrSyntax) {
+			return nil, nil, &configError{unjoin(err)} // nothing else can be trusted
 		}
+		// Unknown keys and values of the wrong type are reported with
+		// the rest; such a key keeps its default meanwhile.
+		p.errs = append(p.errs, unjoin(err)...)
 	}
 	if v := getenv("PULSE_KAFKA_BROKERS"); v != "" {
 		fc.Kafka.Brokers = strings.Split(v, ",")
@@ -219,202 +260,306 @@ func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
 	if v := getenv("PULSE_CLICKHOUSE_PASSWORD"); v != "" {
 		fc.ClickHouse.Password = v
 	}
-	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0, logLevel: fc.Log.Level}
-	err := rc.validate()
-	if err == nil {
-		err = rc.credentials(getenv)
+	for _, o := range overrides {
+		o(&fc)
 	}
-	if err != nil {
-		if path == "" {
-			path = "default config"
+	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0}
+	rc.validate(p)
+	rc.credentials(getenv, p)
+	return rc, p, nil
+}
+
+// runFlags are the settings `pulse run` takes from its command line; they
+// override the config file's.
+type runFlags struct {
+	listen    string // listen
+	rules     string // rules
+	logFormat string // log.format
+}
+
+// checkConfig loads and checks everything `pulse run` needs before it
+// starts anything: the config file (path; "" for the embedded default)
+// with the environment's and the command line's overrides, whether the
+// listen address is served open, and the rules file (or the model built
+// into the binary). `pulse config check` runs it too. Every problem is
+// returned at once, in a *configError.
+func checkConfig(path string, getenv func(string) string, flags runFlags) (*runConfig, *rules.Ruleset, error) {
+	rc, p, err := parseConfig(path, getenv, func(fc *fileConfig) {
+		if flags.listen != "" {
+			fc.Listen = flags.listen
 		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		if flags.rules != "" {
+			fc.Rules = flags.rules
+		}
+		if flags.logFormat != "" {
+			fc.Log.Format = flags.logFormat
+		}
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return rc, nil
+	if err := rc.exposure(); err != nil {
+		p.add("listen", err)
+	}
+	rs, err := loadRules(rc.file.Rules)
+	var inFile *rules.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &inFile):
+		p.errs = append(p.errs, unjoin(err)...) // FILE:LINE: key: problem of the rules file
+	case flags.rules != "":
+		p.errs = append(p.errs, fmt.Errorf("--rules: %w", err))
+	default:
+		p.add("rules", err)
+	}
+	if err := p.err(); err != nil {
+		return nil, nil, err
+	}
+	return rc, rs, nil
+}
+
+// configProblems collects the problems of a config, each naming its key
+// and, where the file has the key (or the block it belongs in), its line.
+type configProblems struct {
+	file string
+	doc  *yaml.Node // nil without a file
+	errs []error
+}
+
+func (p *configProblems) add(key string, err error) {
+	p.errs = append(p.errs, &rules.Error{File: p.file, Line: rules.Line(p.doc, key), Key: key, Err: err})
+}
+
+func (p *configProblems) addf(key, format string, args ...any) {
+	p.add(key, fmt.Errorf(format, args...))
+}
+
+// err returns the problems as a *configError, or nil: the config file's
+// first, by line (those of keys the file does not hold last), then any
+// other's (the rules file's) as they came.
+func (p *configProblems) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	rank := func(err error) int {
+		var re *rules.Error
+		switch {
+		case !errors.As(err, &re) || re.File != p.file:
+			return math.MaxInt
+		case re.Line == 0:
+			return math.MaxInt - 1
+		}
+		return re.Line
+	}
+	slices.SortStableFunc(p.errs, func(a, b error) int { return cmp.Compare(rank(a), rank(b)) })
+	return &configError{p.errs}
+}
+
+// configError is every problem of a config at once. Commands print it one
+// problem per line (printProblems).
+type configError struct{ errs []error }
+
+func (e *configError) Error() string   { return errors.Join(e.errs...).Error() }
+func (e *configError) Unwrap() []error { return e.errs }
+
+// unjoin returns the errors a joined error holds (err itself otherwise;
+// none for nil).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-var yamlLineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
-
-func yamlMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
-	return yamlLineRe.ReplaceAllString(msg, "line $1: unknown key $2")
-}
-
-func (rc *runConfig) validate() error {
+// validate checks every key, adding each problem to p; a duration that
+// does not parse takes its default, so the checks that compare it with
+// others report only their own problems.
+func (rc *runConfig) validate(p *configProblems) {
 	fc := &rc.file
-	dur := func(key, v string, zeroOK bool) (time.Duration, error) {
+	defaults := defaultConfig()
+	dur := func(key, v, fallback string, zeroOK bool) time.Duration {
 		d, err := rules.ParseDuration(v)
 		if err != nil || d < 0 || (d == 0 && !zeroOK) {
-			return 0, fmt.Errorf("%s: %q is not a positive duration (e.g. 30s, 5m, 90d)", key, v)
+			p.addf(key, "%q is not a positive duration (e.g. 30s, 5m, 90d, 1d12h)", v)
+			d, _ = rules.ParseDuration(fallback)
 		}
-		return d, nil
+		return d
 	}
-	var err error
 	var ec engine.Config
-	if ec.Retention, err = dur("engine.retention", fc.Engine.Retention, false); err != nil {
-		return err
-	}
-	if ec.MaxFuture, err = dur("engine.max_future", fc.Engine.MaxFuture, true); err != nil {
-		return err
-	}
-	if ec.EvalInterval, err = dur("engine.eval_interval", fc.Engine.EvalInterval, false); err != nil {
-		return err
-	}
-	if ec.SweepInterval, err = dur("engine.sweep_interval", fc.Engine.SweepInterval, false); err != nil {
-		return err
-	}
-	if ec.ScoreInterval, err = dur("engine.score_interval", fc.Engine.ScoreInterval, false); err != nil {
-		return err
-	}
+	ec.Retention = dur("engine.retention", fc.Engine.Retention, defaults.Engine.Retention, false)
+	ec.MaxFuture = dur("engine.max_future", fc.Engine.MaxFuture, defaults.Engine.MaxFuture, true)
+	ec.EvalInterval = dur("engine.eval_interval", fc.Engine.EvalInterval, defaults.Engine.EvalInterval, false)
+	ec.SweepInterval = dur("engine.sweep_interval", fc.Engine.SweepInterval, defaults.Engine.SweepInterval, false)
+	ec.ScoreInterval = dur("engine.score_interval", fc.Engine.ScoreInterval, defaults.Engine.ScoreInterval, false)
 	ec.MaxAccounts, ec.MaxUsers = fc.Engine.MaxAccounts, fc.Engine.MaxUsers
-	if ec.MaxSkew, err = dur("engine.max_skew", fc.Engine.MaxSkew, false); err != nil {
-		return err
-	}
-	if err := ec.Validate(); err != nil {
-		return fmt.Errorf("engine.%w", err)
+	ec.MaxSkew = dur("engine.max_skew", fc.Engine.MaxSkew, defaults.Engine.MaxSkew, false)
+	for _, err := range unjoin(ec.Validate()) {
+		var se *engine.SettingError
+		if errors.As(err, &se) {
+			p.add("engine."+se.Key, se.Err)
+		} else {
+			p.add("engine", err)
+		}
 	}
 	sc := stream.Config{Topic: fc.Kafka.Topic, Group: fc.Kafka.Group, Start: fc.Kafka.Start, CheckpointDir: fc.Checkpoint.Dir,
 		DeadLetterTopic: fc.Kafka.DeadLetterTopic, FetchMaxBytes: fc.Kafka.FetchMaxBytes, Engine: ec, Brokers: fc.Kafka.Brokers}
-	if sc.IdleAdvance, err = dur("engine.idle_advance", fc.Engine.IdleAdvance, true); err != nil {
-		return err
-	}
-	if sc.CheckpointInterval, err = dur("checkpoint.interval", fc.Checkpoint.Interval, false); err != nil {
-		return err
-	}
-	if rc.aggregateInterval, err = dur("output.metrics_interval", fc.Output.MetricsInterval, false); err != nil {
-		return err
-	}
-	if rc.groupWait, err = dur("webhooks.group_wait", fc.Webhooks.GroupWait, true); err != nil {
-		return err
-	}
-	if rc.webhookRetryTime, err = dur("webhooks.max_retry_time", fc.Webhooks.MaxRetryTime, false); err != nil {
-		return err
-	}
-	if rc.webhookMaxAge, err = dur("webhooks.max_age", fc.Webhooks.MaxAge, true); err != nil {
-		return err
-	}
+	sc.IdleAdvance = dur("engine.idle_advance", fc.Engine.IdleAdvance, defaults.Engine.IdleAdvance, true)
+	sc.CheckpointInterval = dur("checkpoint.interval", fc.Checkpoint.Interval, defaults.Checkpoint.Interval, false)
+	rc.aggregateInterval = dur("output.metrics_interval", fc.Output.MetricsInterval, defaults.Output.MetricsInterval, false)
+	rc.groupWait = dur("webhooks.group_wait", fc.Webhooks.GroupWait, defaults.Webhooks.GroupWait, true)
+	rc.webhookRetryTime = dur("webhooks.max_retry_time", fc.Webhooks.MaxRetryTime, defaults.Webhooks.MaxRetryTime, false)
+	rc.webhookMaxAge = dur("webhooks.max_age", fc.Webhooks.MaxAge, defaults.Webhooks.MaxAge, true)
 	if fc.Webhooks.QueueSize < 1 {
-		return fmt.Errorf("webhooks.queue_size: %d must be ≥ 1", fc.Webhooks.QueueSize)
+		p.addf("webhooks.queue_size", "%d must be ≥ 1", fc.Webhooks.QueueSize)
 	}
 	if u := fc.Webhooks.PublicURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		return fmt.Errorf("webhooks.public_url: %q must start with http:// or https://", u)
+		p.addf("webhooks.public_url", "%q must start with http:// or https://", u)
 	}
-	if sc.FetchMaxWait, err = dur("kafka.fetch_max_wait", fc.Kafka.FetchMaxWait, false); err != nil {
-		return err
-	}
-	if sc.SessionTimeout, err = dur("kafka.session_timeout", fc.Kafka.SessionTimeout, false); err != nil {
-		return err
-	}
+	sc.FetchMaxWait = dur("kafka.fetch_max_wait", fc.Kafka.FetchMaxWait, defaults.Kafka.FetchMaxWait, false)
+	sc.SessionTimeout = dur("kafka.session_timeout", fc.Kafka.SessionTimeout, defaults.Kafka.SessionTimeout, false)
 	if sc.SessionTimeout < minSessionTimeout || sc.SessionTimeout > maxSessionTimeout {
-		return fmt.Errorf("kafka.session_timeout: %v must be between %v (three of the 1 s heartbeats) and %v (a default broker's group.max.session.timeout.ms)",
+		p.addf("kafka.session_timeout", "%v must be between %v (three of the 1 s heartbeats) and %v (a default broker's group.max.session.timeout.ms)",
 			sc.SessionTimeout, minSessionTimeout, maxSessionTimeout)
 	}
 	sc.LagInterval = rc.aggregateInterval
-	if err := topicName("kafka.topic", fc.Kafka.Topic); err != nil {
-		return err
+	if fc.Kafka.Topic == "" {
+		p.addf("kafka.topic", "required")
+	} else {
+		topicName(p, "kafka.topic", fc.Kafka.Topic)
 	}
 	if fc.Kafka.DeadLetterTopic != "" {
-		if err := topicName("kafka.dead_letter_topic", fc.Kafka.DeadLetterTopic); err != nil {
-			return err
+		topicName(p, "kafka.dead_letter_topic", fc.Kafka.DeadLetterTopic)
+	}
+	if fc.Listen == "" {
+		p.addf("listen", "an address is required, e.g. 127.0.0.1:8080")
+	}
+	if fc.Kafka.Group == "" {
+		p.addf("kafka.group", "required")
+	}
+	if fc.Kafka.Start != stream.StartEarliest && fc.Kafka.Start != stream.StartLatest && fc.Kafka.Start != stream.StartCommitted {
+		p.addf("kafka.start", "%q must be earliest, latest or committed", fc.Kafka.Start)
+	}
+	if fc.Kafka.FetchMaxBytes < 1<<20 {
+		p.addf("kafka.fetch_max_bytes", "%d is below 1 MiB, the largest event", fc.Kafka.FetchMaxBytes)
+	}
+	if fc.Checkpoint.Dir == "" {
+		p.addf("checkpoint.dir", "required")
+	}
+	if rc.embedded && fc.Embedded.Partitions < 1 {
+		p.addf("embedded.partitions", "%d must be ≥ 1", fc.Embedded.Partitions)
+	}
+	if d := fc.Embedded.Demo; rc.embedded && d.Enabled {
+		if d.Accounts < 1 {
+			p.addf("embedded.demo.accounts", "%d must be ≥ 1", d.Accounts)
+		}
+		if d.HistoryDays < 1 {
+			p.addf("embedded.demo.history_days", "%d must be ≥ 1", d.HistoryDays)
+		}
+		if d.Speed < 1 {
+			p.addf("embedded.demo.speed", "%v must be ≥ 1", d.Speed)
 		}
 	}
-	switch {
-	case fc.Listen == "":
-		return errors.New("listen: an address is required, e.g. 127.0.0.1:8080")
-	case fc.Kafka.Topic == "":
-		return errors.New("kafka.topic: required")
-	case fc.Kafka.Group == "":
-		return errors.New("kafka.group: required")
-	case fc.Kafka.Start != stream.StartEarliest && fc.Kafka.Start != stream.StartLatest && fc.Kafka.Start != stream.StartCommitted:
-		return fmt.Errorf("kafka.start: %q must be earliest, latest or committed", fc.Kafka.Start)
-	case fc.Kafka.FetchMaxBytes < 1<<20:
-		return fmt.Errorf("kafka.fetch_max_bytes: %d is below 1 MiB, the largest event", fc.Kafka.FetchMaxBytes)
-	case fc.Checkpoint.Dir == "":
-		return errors.New("checkpoint.dir: required")
-	case rc.embedded && fc.Embedded.Partitions < 1:
-		return fmt.Errorf("embedded.partitions: %d must be ≥ 1", fc.Embedded.Partitions)
-	case rc.embedded && fc.Embedded.Demo.Enabled && (fc.Embedded.Demo.Accounts < 1 || fc.Embedded.Demo.HistoryDays < 1 || fc.Embedded.Demo.Speed < 1):
-		return errors.New("embedded.demo: accounts and history_days must be ≥ 1 and speed ≥ 1")
-	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, fc.Log.Level) {
-		return fmt.Errorf("log.level: %q must be debug, info, warn or error", fc.Log.Level)
+		p.addf("log.level", "%q must be debug, info, warn or error", fc.Log.Level)
+	}
+	if !slices.Contains(logFormats, fc.Log.Format) {
+		p.addf("log.format", "%q must be %s", fc.Log.Format, strings.Join(logFormats, " or "))
 	}
 	if rc.embedded {
 		sc.Brokers = []string{fc.Embedded.Listen}
 	}
 	if chc := fc.ClickHouse; len(chc.Addr) > 0 {
 		cc := clickhouse.Config{Addr: chc.Addr, Database: chc.Database, Username: chc.Username, Password: chc.Password, BatchRows: chc.BatchRows, HistoryMonths: chc.HistoryMonths}
-		if cc.FlushInterval, err = dur("clickhouse.flush_interval", chc.FlushInterval, false); err != nil {
-			return err
+		cc.FlushInterval = dur("clickhouse.flush_interval", chc.FlushInterval, defaults.ClickHouse.FlushInterval, false)
+		if !identRe.MatchString(chc.Database) {
+			p.addf("clickhouse.database", "%q must be a plain identifier", chc.Database)
 		}
-		switch {
-		case !identRe.MatchString(chc.Database):
-			return fmt.Errorf("clickhouse.database: %q must be a plain identifier", chc.Database)
-		case chc.BatchRows < 1:
-			return fmt.Errorf("clickhouse.batch_rows: %d must be ≥ 1", chc.BatchRows)
-		case chc.HistoryMonths < 0:
-			return fmt.Errorf("clickhouse.history_months: %d must be ≥ 0", chc.HistoryMonths)
+		if chc.BatchRows < 1 {
+			p.addf("clickhouse.batch_rows", "%d must be ≥ 1", chc.BatchRows)
 		}
-		if cc.TLS, err = chc.TLS.build("clickhouse.tls"); err != nil {
-			return err
+		if chc.HistoryMonths < 0 {
+			p.addf("clickhouse.history_months", "%d must be ≥ 0", chc.HistoryMonths)
 		}
+		cc.TLS = chc.TLS.build(p, "clickhouse.tls")
 		rc.clickhouse = &cc
 		sc.Engine.ScoreRows = true
 	}
-	if sc.Dialer, err = dialer(&fc.Kafka); err != nil {
-		return err
-	}
+	sc.Dialer = dialer(p, &fc.Kafka)
 	rc.stream = sc
-	return nil
 }
 
 // credentials reads the HTTP credentials the config names from the
-// environment, and the snooze bounds.
-func (rc *runConfig) credentials(getenv func(string) string) error {
+// environment, and checks the snooze bounds.
+func (rc *runConfig) credentials(getenv func(string) string, p *configProblems) {
 	h := &rc.file.HTTP
 	var err error
 	if rc.maxSnooze, err = rules.ParseDuration(h.MaxSnooze); err != nil || rc.maxSnooze <= 0 {
-		return fmt.Errorf("http.max_snooze: %q is not a positive duration (e.g. 30d)", h.MaxSnooze)
+		p.addf("http.max_snooze", "%q is not a positive duration (e.g. 30d)", h.MaxSnooze)
 	}
 	if h.MaxSnoozes < 1 {
-		return fmt.Errorf("http.max_snoozes: %d must be ≥ 1", h.MaxSnoozes)
+		p.addf("http.max_snoozes", "%d must be ≥ 1", h.MaxSnoozes)
 	}
-	read := func(key string, a authConfig) (web.Credentials, error) {
+	read := func(key string, a authConfig) web.Credentials {
 		var c web.Credentials
 		if a.TokenEnv != "" {
 			if c.Token = getenv(a.TokenEnv); c.Token == "" {
-				return c, fmt.Errorf("%s.token_env: the environment variable %s is not set or empty", key, a.TokenEnv)
+				p.addf(key+".token_env", "the environment variable %s is not set or empty", a.TokenEnv)
 			}
 		}
 		if a.BasicUser != "" || a.BasicPasswordEnv != "" {
 			if a.BasicUser == "" || a.BasicPasswordEnv == "" {
-				return c, fmt.Errorf("%s: basic_user and basic_password_env go together", key)
+				p.addf(key, "basic_user and basic_password_env go together")
+				return c
 			}
 			c.User = a.BasicUser
 			if c.Password = getenv(a.BasicPasswordEnv); c.Password == "" {
-				return c, fmt.Errorf("%s.basic_password_env: the environment variable %s is not set or empty", key, a.BasicPasswordEnv)
+				p.addf(key+".basic_password_env", "the environment variable %s is not set or empty", a.BasicPasswordEnv)
 			}
 		}
-		return c, nil
+		return c
 	}
-	if rc.auth.Read, err = read("http.read", h.Read); err != nil {
-		return err
+	rc.auth.Read = read("http.read", h.Read)
+	rc.auth.Write = read("http.write", h.Write)
+}
+
+// dataDir is a directory pulse run writes to, and the key that names it.
+type dataDir struct{ key, dir string }
+
+// dataDirs lists the directories pulse run writes to with rc and rs: the
+// checkpoints', the transitions file's and (with notifiers) the webhook
+// state file's. The defaults are all under pulse-data/ in the working
+// directory; pulse run creates each that is missing.
+func (rc *runConfig) dataDirs(rs *rules.Ruleset) []dataDir {
+	dirs := []dataDir{{"checkpoint.dir", rc.stream.CheckpointDir}}
+	if f := rc.file.Output.TransitionsFile; f != "" && f != "-" {
+		dirs = append(dirs, dataDir{"output.transitions_file", filepath.Dir(f)})
 	}
-	rc.auth.Write, err = read("http.write", h.Write)
-	return err
+	if f := rc.file.Webhooks.StateFile; f != "" && len(rs.Notify) > 0 {
+		dirs = append(dirs, dataDir{"webhooks.state_file", filepath.Dir(f)})
+	}
+	return dirs
 }
 
 // checkExposure refuses to serve a listen address other hosts can reach
 // without credentials, unless http.allow_unauthenticated says so. It runs
 // once the listen address is final (--listen overrides the file).
 func (rc *runConfig) checkExposure() error {
+	if err := rc.exposure(); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return nil
+}
+
+func (rc *runConfig) exposure() error {
 	if rc.auth.Read.Set() || rc.file.HTTP.AllowUnauthenticated || loopback(rc.file.Listen) {
 		return nil
 	}
-	return fmt.Errorf("listen: %s is not a loopback address and http.read sets no credentials: anyone who reaches it reads every account and may snooze them. "+
+	return fmt.Errorf("%s is not a loopback address and http.read sets no credentials: anyone who reaches it reads every account and may snooze them. "+
 		"Set http.read (and http.write) token_env or basic_user, or set http.allow_unauthenticated: true to serve it open", rc.file.Listen)
 }
 
@@ -444,48 +589,43 @@ const (
 // outside checkpoint.dir.
 var topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
-func topicName(key, name string) error {
+func topicName(p *configProblems, key, name string) {
 	if !topicRe.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf(`%s: %q is not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-' (and not "." or "..")`, key, name)
+		p.addf(key, `%q is not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-' (and not "." or "..")`, name)
 	}
-	return nil
 }
 
-// build returns the TLS client configuration, or nil when TLS is off. key
-// names the setting in errors (kafka.tls, clickhouse.tls).
-func (c tlsConfig) build(key string) (*tls.Config, error) {
+// build returns the TLS client configuration, or nil when TLS is off (or
+// its files are bad: problems go to p). key names the setting (kafka.tls,
+// clickhouse.tls).
+func (c tlsConfig) build(p *configProblems, key string) *tls.Config {
 	if !c.Enabled {
-		return nil, nil
+		return nil
 	}
 	tc := &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s.ca_file: %w", key, err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s.ca_file: %s holds no PEM certificate", key, c.CAFile)
+			p.add(key+".ca_file", err)
+		} else if tc.RootCAs = x509.NewCertPool(); !tc.RootCAs.AppendCertsFromPEM(pem) {
+			p.addf(key+".ca_file", "%s holds no PEM certificate", c.CAFile)
 		}
 	}
 	if c.CertFile != "" || c.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s.cert_file/key_file: %w", key, err)
+			p.addf(key+".cert_file", "with key_file: %w", err)
+		} else {
+			tc.Certificates = []tls.Certificate{cert}
 		}
-		tc.Certificates = []tls.Certificate{cert}
 	}
-	return tc, nil
+	return tc
 }
 
 // dialer builds the Kafka dialer with the TLS and SASL settings.
-func dialer(k *kafkaConfig) (*kafka.Dialer, error) {
+func dialer(p *configProblems, k *kafkaConfig) *kafka.Dialer {
 	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
-	tc, err := k.TLS.build("kafka.tls")
-	if err != nil {
-		return nil, err
-	}
-	if tc != nil {
+	if tc := k.TLS.build(p, "kafka.tls"); tc != nil {
 		d.TLS = tc
 	}
 	switch k.SASL.Mechanism {
@@ -499,11 +639,12 @@ func dialer(k *kafkaConfig) (*kafka.Dialer, error) {
 		}
 		m, err := scram.Mechanism(algo, k.SASL.Username, k.SASL.Password)
 		if err != nil {
-			return nil, fmt.Errorf("kafka.sasl: %w", err)
+			p.add("kafka.sasl", err)
+			break
 		}
 		d.SASLMechanism = m
 	default:
-		return nil, fmt.Errorf("kafka.sasl.mechanism: %q must be plain, scram-sha-256 or scram-sha-512", k.SASL.Mechanism)
+		p.addf("kafka.sasl.mechanism", "%q must be plain, scram-sha-256 or scram-sha-512", k.SASL.Mechanism)
 	}
-	return d, nil
+	return d
 }

@@ -48,36 +48,113 @@ engine: {retention: 60d, idle_advance: "0"}
 	}
 }
 
+// Each problem names the file, the line and the key, as a rules file's
+// do (FILE:LINE: key: problem).
 func TestBadConfigNamesTheKey(t *testing.T) {
 	for src, want := range map[string]string{
-		"kafka:\n  topik: x\n":                                        "line 2: unknown key topik",
-		"engine:\n  eval_interval: soon\n":                            `engine.eval_interval: "soon" is not a positive duration`,
-		"engine:\n  retention: 7d\n":                                  "engine.retention: 168h0m0s is too short",
-		"engine:\n  sweep_interval: 10s\n":                            "engine.sweep_interval: 10s must be at least eval_interval",
-		"engine:\n  sweep_interval: 7m\n":                             "engine.sweep_interval: 7m0s must divide 24h or be whole days",
-		"engine:\n  max_accounts: -1\n":                               "engine.max_accounts: -1 must be positive",
-		"kafka:\n  start: middle\n":                                   `kafka.start: "middle" must be earliest, latest or committed`,
-		"kafka:\n  sasl: {mechanism: kerberos}\n":                     `kafka.sasl.mechanism: "kerberos"`,
-		"checkpoint:\n  interval: -1s\n":                              "checkpoint.interval",
-		"log:\n  level: loud\n":                                       "log.level",
-		"kafka:\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n": "kafka.tls.ca_file",
-		"embedded:\n  partitions: 0\n":                                "embedded.partitions: 0 must be ≥ 1",
-		"listen: [1, 2]\n":                                            "line 1: cannot unmarshal",
-		"kafka:\n  topic: ../outside\n":                               `kafka.topic: "../outside" is not a Kafka topic name`,
-		"kafka:\n  topic: ..\n":                                       `kafka.topic: ".." is not a Kafka topic name`,
-		"kafka:\n  topic: " + strings.Repeat("t", 250) + "\n":         "kafka.topic: ",
-		"kafka:\n  dead_letter_topic: dead/letters\n":                 `kafka.dead_letter_topic: "dead/letters" is not a Kafka topic name`,
-		"kafka:\n  session_timeout: 1ms\n":                            "kafka.session_timeout: 1ms must be between 3s",
-		"kafka:\n  session_timeout: 2h\n":                             "kafka.session_timeout: 2h0m0s must be between",
-		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n":   "clickhouse.tls.ca_file",
-		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, cert_file: /nonexistent.pem}\n": "clickhouse.tls.cert_file/key_file",
+		"kafka:\n  topik: x\n":                                        "bad.yaml:2: kafka.topik: unknown key",
+		"engine:\n  eval_interval: soon\n":                            `bad.yaml:2: engine.eval_interval: "soon" is not a positive duration`,
+		"engine:\n  retention: 7d\n":                                  "bad.yaml:2: engine.retention: 7d is too short",
+		"engine:\n  sweep_interval: 10s\n":                            "bad.yaml:2: engine.sweep_interval: 10s must be at least eval_interval",
+		"engine:\n  sweep_interval: 7m\n":                             "bad.yaml:2: engine.sweep_interval: 7m must divide 24h or be whole days",
+		"engine:\n  max_accounts: -1\n":                               "bad.yaml:2: engine.max_accounts: -1 must be positive",
+		"kafka:\n  start: middle\n":                                   `bad.yaml:2: kafka.start: "middle" must be earliest, latest or committed`,
+		"kafka:\n  sasl: {mechanism: kerberos}\n":                     `bad.yaml:2: kafka.sasl.mechanism: "kerberos"`,
+		"checkpoint:\n  interval: -1s\n":                              "bad.yaml:2: checkpoint.interval",
+		"log:\n  level: loud\n":                                       "bad.yaml:2: log.level",
+		"log:\n  format: xml\n":                                       `bad.yaml:2: log.format: "xml" must be text or json`,
+		"kafka:\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n": "bad.yaml:2: kafka.tls.ca_file",
+		"embedded:\n  partitions: 0\n":                                "bad.yaml:2: embedded.partitions: 0 must be ≥ 1",
+		"listen: [1, 2]\n":                                            "bad.yaml:1: listen: bad value: cannot unmarshal",
+		"kafka:\n  topic: ../outside\n":                               `bad.yaml:2: kafka.topic: "../outside" is not a Kafka topic name`,
+		"kafka:\n  topic: ..\n":                                       `bad.yaml:2: kafka.topic: ".." is not a Kafka topic name`,
+		"kafka:\n  topic: " + strings.Repeat("t", 250) + "\n":         "bad.yaml:2: kafka.topic: ",
+		"kafka:\n  dead_letter_topic: dead/letters\n":                 `bad.yaml:2: kafka.dead_letter_topic: "dead/letters" is not a Kafka topic name`,
+		"kafka:\n  session_timeout: 1ms\n":                            "bad.yaml:2: kafka.session_timeout: 1ms must be between 3s",
+		"kafka:\n  session_timeout: 2h\n":                             "bad.yaml:2: kafka.session_timeout: 2h0m0s must be between",
+		"embedded: {demo: {speed: 0.5}}\n":                            "bad.yaml:1: embedded.demo.speed: 0.5 must be ≥ 1",
+		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n":   "bad.yaml:3: clickhouse.tls.ca_file",
+		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, cert_file: /nonexistent.pem}\n": "bad.yaml:3: clickhouse.tls.cert_file: with key_file",
 	} {
 		path := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(path, []byte(src), 0o644)
 		_, err := loadConfig(path, noEnv)
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "bad.yaml") {
-			t.Errorf("%q: got %v, want an error naming the file and containing %q", src, err, want)
+		if err == nil || !strings.HasPrefix(err.Error(), filepath.Dir(path)+string(filepath.Separator)+want) {
+			t.Errorf("%q: got %v, want an error starting with the file and %q", src, err, want)
 		}
+	}
+}
+
+// Every problem of a config is reported at once, one FILE:LINE: key:
+// problem per line sorted by line: unknown keys, values of the wrong
+// type, bad values, problems between keys, credentials the environment
+// lacks and the rules file's own problems. pulse config check exits 1 with
+// them; pulse run --config reports the same list (and exits 2) before it
+// starts anything.
+func TestConfigCheckReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte("alerts:\n  - name: a\n    when: nosuch > 1\n"), 0o644)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`listen: 0.0.0.0:8080
+rules: %s
+kafka:
+  topik: events
+  start: middle
+  session_timeout: 1ms
+engine:
+  retention: 7d
+  eval_interval: soon
+checkpoint: {interval: -1s}
+log: {level: loud}
+http:
+  read: {token_env: PULSE_TEST_UNSET_TOKEN}
+clickhouse:
+  addr: [ch:9000]
+  batch_rows: lots
+`, rulesFile))
+	want := []string{
+		cfg + ":1: listen: 0.0.0.0:8080 is not a loopback address and http.read sets no credentials",
+		cfg + ":4: kafka.topik: unknown key",
+		cfg + `:5: kafka.start: "middle" must be earliest, latest or committed`,
+		cfg + ":6: kafka.session_timeout: 1ms must be between 3s",
+		cfg + ":8: engine.retention: 7d is too short",
+		cfg + `:9: engine.eval_interval: "soon" is not a positive duration`,
+		cfg + `:10: checkpoint.interval: "-1s" is not a positive duration`,
+		cfg + `:11: log.level: "loud" must be debug, info, warn or error`,
+		cfg + ":13: http.read.token_env: the environment variable PULSE_TEST_UNSET_TOKEN is not set or empty",
+		cfg + ":16: clickhouse.batch_rows: bad value: cannot unmarshal !!str `lots` into int",
+		rulesFile + ":3: alerts[0].when: unknown metric",
+	}
+	code, out, errs := pulse(t, "", "config", "check", cfg)
+	lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
+	if code != 1 || out != "" || len(lines) != len(want) {
+		t.Fatalf("exit %d, stdout %q, %d problems, want exit 1 and %d:\n%s", code, out, len(lines), len(want), errs)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("problem %d:\n got %s\nwant %s…", i+1, lines[i], w)
+		}
+	}
+	code, _, runErrs := pulse(t, "", "run", "--config", cfg)
+	if code != 2 || runErrs != errs {
+		t.Fatalf("pulse run --config: exit %d, reported\n%s\nwant exit 2 and what config check reported:\n%s", code, runErrs, errs)
+	}
+
+	good := writeConfig(t, t.TempDir(), "listen: 127.0.0.1:9999\nengine: {retention: 120d, sweep_interval: 1d}\n")
+	if code, out, errs := pulse(t, "", "config", "check", good); code != 0 || errs != "" || !strings.HasPrefix(out, good+": ok (") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("a good config: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	for _, args := range [][]string{{"config", "check"}, {"config", "check", good, good}, {"config"}} {
+		if code, _, _ := pulse(t, "", args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, errs := pulse(t, "", "config", "check", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(errs, "missing.yaml") {
+		t.Errorf("a missing file: exit %d, %s", code, errs)
+	}
+	syntax := writeConfig(t, t.TempDir(), "kafka: [brokers\n")
+	if code, _, errs := pulse(t, "", "config", "check", syntax); code != 1 || !strings.HasPrefix(errs, syntax+":") || !strings.Contains(errs, "not valid YAML") {
+		t.Errorf("a YAML syntax error: exit %d, %s", code, errs)
 	}
 }
 

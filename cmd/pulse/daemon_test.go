@@ -69,11 +69,17 @@ func startPulse(t testing.TB, args ...string) *proc { return startPulseIn(t, "",
 // the test's).
 func startPulseIn(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
+	return startBinary(t, pulseBin, dir, args...)
+}
+
+// startBinary runs a pulse binary (bin) in dir.
+func startBinary(t testing.TB, bin, dir string, args ...string) *proc {
+	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "pulse-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(pulseBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,19 +14,19 @@ import (
 	"github.com/pulsehq/pulse/engine/synth"
 )
 
-func genCmd(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func genCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("gen")
 	accounts := fs.Int("accounts", 100, "number of accounts")
 	days := fs.Int("days", 60, "days of history")
-	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same stream")
-	endFlag := fs.String("end", "", "end of the period, RFC 3339 (default: today 00:00 UTC); the last day generated is the one before")
-	out := fs.String("out", "-", "output JSONL file, - for standard output")
-	brokers := fs.String("kafka", "", "produce to these Kafka brokers (comma-separated) instead of writing JSONL")
-	topic := fs.String("topic", "events", "topic for --kafka")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(errUsage, err)
+	seed := fs.Uint64("seed", 1, "random `SEED`: the same seed gives the same stream")
+	endFlag := fs.String("end", "", "end of the period, `RFC3339` (default: today 00:00 UTC); the last day generated is the one before")
+	out := fs.String("out", "-", "output JSONL `FILE`, - for standard output")
+	brokers := fs.String("kafka", "", "produce to these Kafka `BROKERS` (comma-separated) instead of writing JSONL")
+	topic := fs.String("topic", "events", "`TOPIC` for --kafka")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
 	}
+	endOnBrokenPipe()
 	if *accounts < 1 || *days < 1 || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "pulse gen: --accounts and --days must be ≥ 1")
 		return errUsage
@@ -60,10 +59,16 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 			return bw.WriteByte('\n') // a write error sticks: this returns it too
 		})
 		if err != nil {
+			if brokenPipe(err) {
+				return nil // the reader has what it wanted (pulse gen | head)
+			}
 			return err
 		}
 	}
-	return bw.Flush()
+	if err := bw.Flush(); !brokenPipe(err) {
+		return err
+	}
+	return nil
 }
 
 // eachEvent calls f with each of day d's lines, in time order, until f

@@ -3,12 +3,12 @@ package main
 import (
 	"bufio"
 	"errors"
-	"flag"
 	"fmt"
 	examplerules "github.com/pulsehq/pulse/deploy/rules"
 	"io"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/pulsehq/pulse/engine"
@@ -23,21 +23,22 @@ const maxLine = 1 << 20
 const maxRejectReports = 1000
 
 func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	rulesFile := fs.String("rules", "", "rules file (YAML), required")
-	eventsFile := fs.String("events", "", "JSONL events file, or - for standard input, required")
-	atFlag := fs.String("at", "", "evaluate at this RFC 3339 time (default: the highest ts); later events are ignored")
+	fs := newFlagSet("replay")
+	defaults := engine.DefaultConfig()
+	rulesFile := fs.String("rules", "", "rules `FILE` (YAML), required")
+	eventsFile := fs.String("events", "", "JSONL events `FILE`, or - for standard input, required")
+	atFlag := fs.String("at", "", "evaluate at this `RFC3339` time (default: the highest ts); later events are ignored")
 	transitions := fs.Bool("transitions", false, "print the alert transitions instead of account states")
 	partitions := fs.Int("partitions", 8, "virtual partitions (xxhash(account_id) mod N), as the Kafka topic has")
-	retention := fs.Duration("retention", 0, "state retention (default 2160h = 90 days)")
-	evalInterval := fs.Duration("eval-interval", 0, "least event time between evaluations of an account (default 1m)")
-	sweepInterval := fs.Duration("sweep-interval", 0, "event time between sweeps of all accounts (default 1h)")
-	maxSkew := fs.Duration("max-skew", 0, "how far ahead of a partition's clock an event moves it at once (default 1h)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file (diagnostics)")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(errUsage, err)
+	retention := durationVar(fs, "retention", defaults.Retention, "state retention, as engine.retention")
+	evalInterval := durationVar(fs, "eval-interval", defaults.EvalInterval, "least event time between evaluations of an account")
+	sweepInterval := durationVar(fs, "sweep-interval", defaults.SweepInterval, "event time between sweeps of all accounts")
+	maxSkew := durationVar(fs, "max-skew", defaults.MaxSkew, "how far ahead of a partition's clock an event moves it at once")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this `FILE` (diagnostics)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
 	}
+	endOnBrokenPipe()
 	if *rulesFile == "" || *eventsFile == "" || fs.NArg() > 0 || *partitions < 1 {
 		fmt.Fprintln(stderr, "pulse replay: --rules and --events are required, --partitions must be ≥ 1")
 		fs.Usage()
@@ -53,7 +54,17 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	cfg := engine.Config{Retention: *retention, EvalInterval: *evalInterval, SweepInterval: *sweepInterval, MaxSkew: *maxSkew}
 	if err := cfg.WithDefaults().Validate(); err != nil {
-		return err
+		// The engine names its settings as the config does; here they
+		// are flags.
+		for _, err := range unjoin(err) {
+			var se *engine.SettingError
+			if errors.As(err, &se) {
+				fmt.Fprintf(stderr, "pulse replay: --%s: %v\n", strings.ReplaceAll(se.Key, "_", "-"), se.Err)
+			} else {
+				fmt.Fprintf(stderr, "pulse replay: %v\n", err)
+			}
+		}
+		return errUsage
 	}
 	rs, err := loadRules(*rulesFile)
 	if err != nil {
@@ -108,7 +119,11 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			w.Write(append(buf, '\n'))
 		})
 	}
-	return w.Flush()
+	// A write that failed stays failed: Flush returns its error.
+	if err := w.Flush(); err != nil && !brokenPipe(err) {
+		return err
+	}
+	return nil // all written, or the reader has what it wanted (| head)
 }
 
 // summarize writes the rejection counts by reason, if any.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/engine/synth"
+	"github.com/pulsehq/pulse/rules"
 	"github.com/pulsehq/pulse/sinks/clickhouse"
 	"github.com/pulsehq/pulse/sinks/file"
 	"github.com/pulsehq/pulse/sinks/prom"
@@ -34,37 +34,57 @@ const shutdownTimeout = 30 * time.Second
 // runCmd is `pulse run`: the daemon. It returns nil when SIGINT or SIGTERM
 // has stopped it cleanly, and an error (exit status 2) that names what was
 // not checkpointed or not stored when the stop was not clean.
-func runCmd(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration file (YAML); none runs the embedded default: in-process broker and synthetic load")
-	listen := fs.String("listen", "", "HTTP address (overrides the config's listen)")
-	rulesFlag := fs.String("rules", "", "rules file (overrides the config's rules; default: the shipped model built into the binary)")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(errUsage, err)
+func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run")
+	configFile := fs.String("config", "", "configuration `FILE` (YAML); none runs the embedded default: in-process broker and synthetic load")
+	listen := fs.String("listen", "", "HTTP address `ADDR` (overrides the config's listen; default 127.0.0.1:8080)")
+	rulesFlag := fs.String("rules", "", "rules `FILE` (overrides the config's rules; default: the shipped model built into the binary)")
+	logFormat := choiceVar(fs, "log-format", "", logFormats, "log `FORMAT`: text (logfmt) or json, one object per line (overrides the config's log.format; default text)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
 	}
-	rc, err := loadConfig(*configFile, os.Getenv)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pulse run: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	rc, rs, err := checkConfig(*configFile, os.Getenv, runFlags{listen: *listen, rules: *rulesFlag, logFormat: *logFormat})
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		rc.file.Listen = *listen
+	log := newLogger(stderr, rc.file.Log.Format, rc.file.Log.Level)
+	// What logs through the standard library (net/http's server errors)
+	// comes out in the same format.
+	slog.SetDefault(log)
+	err = daemon(rc, rs, log)
+	if err != nil && rc.file.Log.Format == "json" {
+		// The log is stderr: the error goes in as a record, and main
+		// prints nothing more, so every line stays JSON.
+		if !errors.As(err, new(unsavedError)) {
+			log.Error("pulse run failed", "err", err)
+		}
+		return quietError{err}
 	}
-	if *rulesFlag != "" {
-		rc.file.Rules = *rulesFlag
-	}
-	if err := rc.checkExposure(); err != nil {
-		return err
-	}
-	var level slog.Level
-	level.UnmarshalText([]byte(rc.logLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	rs, err := loadRules(rc.file.Rules)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(rc.stream.CheckpointDir, 0o755); err != nil {
-		return fmt.Errorf("checkpoint.dir: %w", err)
+	return err
+}
+
+// unsavedError is a stop that left work unsaved; daemon has logged it.
+type unsavedError struct{ error }
+
+func (e unsavedError) Unwrap() error { return e.error }
+
+// quietError is an error already reported: main exits 2 without printing it.
+type quietError struct{ error }
+
+func (e quietError) Unwrap() error { return e.error }
+
+// daemon starts everything rc configures, in order, and runs until
+// SIGINT or SIGTERM; then it stops in the reverse order.
+func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
+	// Every directory Pulse writes to exists before anything starts.
+	for _, d := range rc.dataDirs(rs) {
+		if err := os.MkdirAll(d.dir, 0o755); err != nil {
+			return fmt.Errorf("%s: creating %s: %w", d.key, d.dir, err)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -94,6 +114,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 
 	metrics := prom.New()
+	metrics.Registry().MustRegister(buildInfoGauge(readBuild()))
 	// Sinks are written in order and a failure retries the batch whole.
 	// The account view's store of recent transitions comes first (it only
 	// copies, in memory, and keeps a retried batch once), then webhooks
@@ -104,9 +125,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	var notify *webhook.Sink
 	if len(rs.Notify) > 0 {
 		wh := rc.file.Webhooks
-		if wh.StateFile != "" {
-			os.MkdirAll(filepath.Dir(wh.StateFile), 0o755)
-		}
+		var err error
 		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
 			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, MaxAge: rc.webhookMaxAge, Log: log, Counted: metrics.Notified})
 		if err != nil {
@@ -133,9 +152,6 @@ func runCmd(args []string, stderr io.Writer) error {
 		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
 	}
 	if path := rc.file.Output.TransitionsFile; path != "" {
-		if path != "-" {
-			os.MkdirAll(filepath.Dir(path), 0o755)
-		}
 		f, err := file.Open(path)
 		if err != nil {
 			return fmt.Errorf("output.transitions_file: %w", err)
@@ -211,7 +227,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	runErr = errors.Join(runErr, sinks.Close(sctx))
 	if runErr != nil {
 		log.Error("stopped with work not saved; the next start re-reads it from the last checkpoints", "err", runErr)
-		return runErr
+		return unsavedError{runErr}
 	}
 	log.Info("stopped")
 	return nil

@@ -100,10 +100,11 @@ type Consumer struct {
 	// transport carries the lag's and dead letters' requests.
 	transport *kafka.Transport
 
-	mu      sync.Mutex
-	tasks   map[int32]*task // owned partitions, for queries
-	unsaved []error         // final saves that failed on shutdown
-	ready   atomic.Bool
+	mu       sync.Mutex
+	tasks    map[int32]*task // owned partitions, for queries
+	unsaved  []error         // final saves that failed on shutdown
+	caughtUp caughtUp        // whether this generation has caught up (caughtup.go)
+	ready    atomic.Bool
 }
 
 // New returns a consumer evaluating rs and writing to sink.
@@ -149,6 +150,9 @@ var ErrNotSaved = errors.New("not checkpointed")
 // returns nil — or an ErrNotSaved error that says, partition by partition,
 // what was not checkpointed and which outputs were not stored.
 func (c *Consumer) Run(ctx context.Context) error {
+	c.mu.Lock()
+	c.caughtUp.since = c.cfg.Now()
+	c.mu.Unlock()
 	go c.watchLag(ctx)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.Group,
@@ -211,6 +215,9 @@ func (c *Consumer) generation(ctx context.Context, gen *kafka.Generation) {
 	assigned := gen.Assignments[c.cfg.Topic]
 	c.cfg.Log.Info("partitions assigned", "generation", gen.ID, "member", gen.MemberID, "partitions", len(assigned))
 	c.ready.Store(false)
+	c.mu.Lock()
+	c.caughtUp.start(gen.ID, len(assigned), c.cfg.Now())
+	c.mu.Unlock()
 	var restored sync.WaitGroup
 	restored.Add(len(assigned))
 	for _, pa := range assigned {
@@ -292,6 +299,7 @@ func (c *Consumer) watchLag(ctx context.Context) {
 			continue
 		}
 		c.mu.Lock() // a partition revoked meanwhile is not reported again
+		lags := make(map[int32]int64, len(req))
 		for _, po := range resp.Topics[c.cfg.Topic] {
 			t := c.tasks[int32(po.Partition)]
 			next := int64(-1)
@@ -299,9 +307,12 @@ func (c *Consumer) watchLag(ctx context.Context) {
 				next = t.applied.Load()
 			}
 			if po.Error == nil && next >= 0 {
-				c.cfg.Hooks.Lag(c.cfg.Topic, t.partition, max(po.LastOffset-next, 0))
+				lag := max(po.LastOffset-next, 0)
+				c.cfg.Hooks.Lag(c.cfg.Topic, t.partition, lag)
+				lags[t.partition] = lag
 			}
 		}
+		c.checkCaughtUp(lags)
 		c.mu.Unlock()
 	}
 }

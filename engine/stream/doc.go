@@ -22,7 +22,9 @@
 //
 // Each partition's lag is reported after every fetch and, from the
 // brokers' high watermarks, every LagInterval: a partition a sink holds
-// back fetches nothing, and its lag must still follow the backlog. A
+// back fetches nothing, and its lag must still follow the backlog. The
+// lag report also logs "caught up", once per generation, when every
+// assigned partition has lag 0 and fresh events (caughtup.go). A
 // checkpoint whose sinks cannot store gives up after a bounded wait and is
 // retried with backoff, so a partition scores on until a sink's own
 // buffer holds it back. A final checkpoint that fails on shutdown makes

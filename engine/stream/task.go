@@ -51,7 +51,12 @@ type task struct {
 	deadKeyed  bool                // their original keys are read back
 	buf        []byte              // checkpoint encoding, reused
 	lastEvent  time.Time
-	snap       snapshots // what readers see (snapshot.go)
+	// For the caught-up report, read by the lag watcher: the event time
+	// of the newest event applied (or the restored clock), and when an
+	// event was last applied (or the task started), Unix nanoseconds.
+	newest      atomic.Int64
+	lastApplied atomic.Int64
+	snap        snapshots // what readers see (snapshot.go)
 }
 
 type query struct {
@@ -104,6 +109,8 @@ func (t *task) run(ctx context.Context, restored func()) (finalErr error) {
 	saveEvery := cfg.CheckpointInterval
 	saveWait := min(max(cfg.CheckpointInterval, 2*time.Second), 10*time.Second)
 	t.lastEvent = cfg.Now()
+	t.lastApplied.Store(t.lastEvent.UnixNano())
+	t.newest.Store(t.part.Clock())
 	for {
 		select {
 		case c, ok := <-f.out:
@@ -281,6 +288,7 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 		t.next = c.offsets[applied-1] + 1
 	case applied > 0:
 		t.lastEvent = cfg.Now()
+		t.lastApplied.Store(t.lastEvent.UnixNano())
 		t.next = c.next
 	case c.next > t.next:
 		t.next = c.next // the position an empty fetch resolved, or the log start after retention
@@ -292,6 +300,9 @@ func (t *task) apply(ctx context.Context, c *chunk) error {
 		}
 	}
 	cfg.Hooks.Applied(t.partition, applied, time.Since(began), newest)
+	if newest > t.newest.Load() {
+		t.newest.Store(newest)
+	}
 	if n := t.part.TakeOutliers(); n > 0 {
 		cfg.Hooks.ClockOutliers(t.partition, int(n))
 	}
