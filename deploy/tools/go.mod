@@ -1,0 +1,3 @@
+module github.com/pulsehq/pulse/deploy/tools
+
+go 1.26.0
