@@ -2,8 +2,9 @@
 # The test command: everything CI runs, on a fresh machine or a developer's.
 # It installs what the tests need that is missing (Chromium, ClickHouse and
 # Prometheus, from apt), then checks formatting, vets and runs every test
-# (with the race detector). The Kafka-protocol broker the tests use is kfake, in process
-# or as `pulse broker`: nothing to install.
+# (with the race detector), then vets and tests the deploy/tools module. The
+# Kafka-protocol broker the tests use is kfake, in process or as `pulse
+# broker`: nothing to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +46,11 @@ go vet ./...
 
 echo "== go test"
 go test -race -count=1 ./...
+
+# deploy/tools is a module of its own (the dashboard generator and the
+# checks of the container, compose, Kubernetes and systemd files), so the
+# daemon's module does not depend on their libraries. Its checks run
+# kubectl, promtool, amtool and systemd-analyze where they are installed;
+# only promtool is installed for them (it comes with Prometheus, above).
+echo "== deploy/tools: go vet, go test"
+(cd deploy/tools && go vet ./... && go test -count=1 ./...)
