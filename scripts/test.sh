@@ -45,3 +45,9 @@ go vet ./...
 
 echo "== go test"
 go test -race -count=1 ./...
+
+# deploy/tools is a module of its own (the Grafana dashboard generator and
+# the deploy files' checks), so the daemon's module does not depend on
+# their libraries; gofmt above covers its files.
+echo "== deploy/tools: go vet, go test"
+(cd deploy/tools && go vet ./... && go test -count=1 ./...)
