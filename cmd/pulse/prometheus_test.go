@@ -69,6 +69,25 @@ output: {transitions_file: "", metrics_interval: 200ms}
 // scraping 127.0.0.1:port every second, and returns a query function that
 // asks it through `promtool query instant`.
 func startPrometheus(t *testing.T, promBin, dir string, port int) func(expr string) (float64, bool) {
+	url := startPrometheusServer(t, promBin, dir, port)
+	return func(expr string) (float64, bool) {
+		out, err := exec.Command("promtool", "query", "instant", url, expr).Output()
+		if err != nil {
+			return 0, false
+		}
+		// "{labels} => 30 @[1700000000.123]"
+		_, rest, ok := strings.Cut(string(out), "=> ")
+		if !ok {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		return v, err == nil
+	}
+}
+
+// startPrometheusServer runs a real Prometheus, loaded with the shipped
+// rules, scraping 127.0.0.1:port every second, and returns its URL.
+func startPrometheusServer(t testing.TB, promBin, dir string, port int) string {
 	pport := freePort(t)
 	rulesFile, _ := filepath.Abs("../../deploy/prometheus/rules.yml")
 	promCfg := filepath.Join(dir, "prometheus.yml")
@@ -84,22 +103,10 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
-	return func(expr string) (float64, bool) {
-		out, err := exec.Command("promtool", "query", "instant", fmt.Sprintf("http://127.0.0.1:%d", pport), expr).Output()
-		if err != nil {
-			return 0, false
-		}
-		// "{labels} => 30 @[1700000000.123]"
-		_, rest, ok := strings.Cut(string(out), "=> ")
-		if !ok {
-			return 0, false
-		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-		return v, err == nil
-	}
+	return fmt.Sprintf("http://127.0.0.1:%d", pport)
 }
 
-func prometheusBin(t *testing.T) string {
+func prometheusBin(t testing.TB) string {
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("PULSE_REQUIRE_PROMETHEUS") != "" {
