@@ -160,9 +160,10 @@ func appendAttrs(b []byte, attrs *[rules.NumAttrs]string) []byte {
 	return append(b, '}')
 }
 
-// appendNumber writes v rounded to 6 decimals, or null for rules.Null.
+// appendNumber writes v rounded to 6 decimals, or null where it is not
+// finite (rules.IsFinite).
 func appendNumber(b []byte, v float64) []byte {
-	if rules.IsNull(v) || math.IsInf(v, 0) {
+	if !rules.IsFinite(v) {
 		return append(b, "null"...)
 	}
 	r := math.Round(v*1e6) / 1e6

@@ -429,12 +429,12 @@ func (rs *Ruleset) Forget(st *State, account string, attrs *[NumAttrs]string, no
 }
 
 // Costliest returns up to n factors that cost the score the most points
-// (weight × (100 − points)), most first; factors with a null metric and
-// factors at full points are left out.
+// (weight × (100 − points)), most first; factors with a null metric (or
+// points that are not finite) and factors at full points are left out.
 func Costliest(factors []FactorResult, n int) []FactorResult {
 	var out []FactorResult
 	for _, f := range factors {
-		if !IsNull(f.Points) && f.Points < 100 {
+		if IsFinite(f.Points) && f.Points < 100 {
 			out = append(out, f)
 		}
 	}

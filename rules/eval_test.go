@@ -324,3 +324,14 @@ func TestCostliest(t *testing.T) {
 		t.Fatal("want the three that cost points")
 	}
 }
+
+func TestIsFinite(t *testing.T) {
+	for v, want := range map[float64]bool{0: true, -1.5: true, math.MaxFloat64: true, math.Inf(1): false, math.Inf(-1): false} {
+		if IsFinite(v) != want {
+			t.Errorf("IsFinite(%v) = %v", v, !want)
+		}
+	}
+	if IsFinite(Null) {
+		t.Error("IsFinite(Null) = true")
+	}
+}

@@ -115,6 +115,12 @@ var Null = math.NaN()
 // IsNull reports whether v is the null metric value.
 func IsNull(v float64) bool { return v != v }
 
+// IsFinite reports whether v is written as a number: it is neither Null
+// nor an infinity, which JSON and SQL cannot hold. Every output writes the
+// other values as null (JSON null, SQL NULL, "—" on a page), so a value
+// that overflowed cannot break what reads it.
+func IsFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
 // Values holds one account's metrics at one time, indexed by Metric.
 type Values [NumMetrics]float64
 

@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -672,4 +671,4 @@ func nullable(v float64) *float64 {
 
 // isNull reports whether v is stored as NULL: the engine's null (NaN), and
 // infinities, which SQL has not.
-func isNull(v float64) bool { return rules.IsNull(v) || math.IsInf(v, 0) }
+func isNull(v float64) bool { return !rules.IsFinite(v) }

@@ -93,7 +93,7 @@ func (a *Aggregates) refresh(ctx context.Context) {
 		for _, name := range s.Suppressed { // firing, though silenced
 			firing[name]++
 		}
-		if !rules.IsNull(s.Score) {
+		if rules.IsFinite(s.Score) {
 			count++
 			sum += s.Score
 			for i, b := range scoreBuckets {

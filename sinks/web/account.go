@@ -67,7 +67,7 @@ func appendHistoryJSON(b []byte, h []engine.HistoryPoint) []byte {
 		b = append(b, `{"date":"`...)
 		b = time.Unix(0, p.Day).UTC().AppendFormat(b, "2006-01-02")
 		b = append(b, `","score":`...)
-		if rules.IsNull(p.Score) || math.IsInf(p.Score, 0) {
+		if !rules.IsFinite(p.Score) {
 			b = append(b, "null"...)
 		} else {
 			b = strconv.AppendFloat(b, math.Round(p.Score*1e6)/1e6, 'f', -1, 64)
@@ -95,13 +95,13 @@ type factorRow struct {
 func factorRows(fs []rules.FactorResult) []factorRow {
 	var weights float64
 	for _, f := range fs {
-		if !rules.IsNull(f.Points) {
+		if rules.IsFinite(f.Points) {
 			weights += f.Weight
 		}
 	}
 	out := make([]factorRow, len(fs))
 	for i, f := range fs {
-		r := factorRow{FactorResult: f, Value: formatMetric(f.Metric.String(), f.Value), Applies: !rules.IsNull(f.Points)}
+		r := factorRow{FactorResult: f, Value: formatMetric(f.Metric.String(), f.Value), Applies: rules.IsFinite(f.Points)}
 		if r.Applies && weights > 0 {
 			r.Cost = f.Weight * (100 - f.Points) / weights
 		}
@@ -155,7 +155,7 @@ var keyMetrics = []struct{ metric, label string }{
 
 // formatMetric writes a metric value the way a CSM reads it.
 func formatMetric(name string, v float64) string {
-	if rules.IsNull(v) {
+	if !rules.IsFinite(v) {
 		return "—"
 	}
 	switch name {
@@ -197,7 +197,7 @@ func thousands(v float64) string {
 
 // metricClass colours a trend metric: down is bad, up is good.
 func metricClass(name string, v float64) string {
-	if rules.IsNull(v) {
+	if !rules.IsFinite(v) {
 		return "muted"
 	}
 	switch name {

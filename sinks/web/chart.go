@@ -47,14 +47,14 @@ func newSpark(h []engine.HistoryPoint, days int) spark {
 	sp.Lines = lines(h, x, y)
 	var from, to float64 = rules.Null, rules.Null
 	for _, p := range h {
-		if !rules.IsNull(p.Score) {
-			if rules.IsNull(from) {
+		if rules.IsFinite(p.Score) {
+			if !rules.IsFinite(from) {
 				from = p.Score
 			}
 			to = p.Score
 		}
 	}
-	if p := h[len(h)-1]; !rules.IsNull(p.Score) {
+	if p := h[len(h)-1]; rules.IsFinite(p.Score) {
 		sp.Last = &dot{X: px(x(p.Day)), Y: px(y(p.Score)), Grade: p.Grade.String()}
 	}
 	sp.Title = fmt.Sprintf("daily score, last %d days: %s → %s", days, score0(from), score0(to))
@@ -108,7 +108,7 @@ func newChart(h []engine.HistoryPoint, st *engine.AccountState, g rules.Grades) 
 	}
 	first, last := h[0].Day, h[len(h)-1].Day
 	end := last
-	showNow := !rules.IsNull(st.Score) && st.Ts > last
+	showNow := rules.IsFinite(st.Score) && st.Ts > last
 	if showNow {
 		end = st.Ts
 	}
@@ -122,7 +122,7 @@ func newChart(h []engine.HistoryPoint, st *engine.AccountState, g rules.Grades) 
 	for _, p := range h {
 		day := time.Unix(0, p.Day).UTC().Format("2006-01-02")
 		d := dot{X: px(x(p.Day)), Y: px(y(p.Score)), Grade: p.Grade.String(), Title: day + ": " + score0(p.Score) + " (" + p.Grade.String() + ")"}
-		if rules.IsNull(p.Score) {
+		if !rules.IsFinite(p.Score) {
 			// On the axis, hollow: no score (warm-up, or no factor had data).
 			d.Y, d.Grade, d.Title = px(c.Bottom), "none", day+": no score"
 		}
@@ -159,7 +159,7 @@ func lines(h []engine.HistoryPoint, x func(int64) float64, y func(float64) float
 		b.Reset()
 	}
 	for _, p := range h {
-		if rules.IsNull(p.Score) {
+		if !rules.IsFinite(p.Score) {
 			flush()
 			continue
 		}
@@ -173,7 +173,7 @@ func lines(h []engine.HistoryPoint, x func(int64) float64, y func(float64) float
 }
 
 func clamp(score float64) float64 {
-	if rules.IsNull(score) {
+	if !rules.IsFinite(score) {
 		return 0
 	}
 	return min(max(score, 0), 100)
@@ -182,7 +182,7 @@ func clamp(score float64) float64 {
 func px(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 
 func score0(v float64) string {
-	if rules.IsNull(v) {
+	if !rules.IsFinite(v) {
 		return "—"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)

@@ -275,7 +275,7 @@ var templateFS embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"score": func(v float64) string {
-		if rules.IsNull(v) {
+		if !rules.IsFinite(v) {
 			return "—"
 		}
 		return strconv.FormatFloat(v, 'f', 0, 64)
@@ -283,7 +283,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"usageTrend": func(s *engine.AccountState) string {
 		v := s.Metrics[rules.UsageChange7d]
 		switch {
-		case rules.IsNull(v):
+		case !rules.IsFinite(v):
 			return "—"
 		case v > 0.05:
 			return fmt.Sprintf("▲ %.0f%%", v*100)
@@ -309,7 +309,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 	"fmtMetric": formatMetric,
 	"scoreRaw": func(v float64) string { // exact, for scripts and tests
-		if rules.IsNull(v) {
+		if !rules.IsFinite(v) {
 			return ""
 		}
 		return strconv.FormatFloat(v, 'f', -1, 64)
@@ -319,7 +319,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 // change writes a score change in points: +4, −12, or — when null.
 func change(v float64) string {
 	switch {
-	case rules.IsNull(v):
+	case !rules.IsFinite(v):
 		return "—"
 	case v >= 0.5:
 		return fmt.Sprintf("▲ %.0f", v)
@@ -332,7 +332,7 @@ func change(v float64) string {
 // changeDir is the CSS class of a score change.
 func changeDir(v float64) string {
 	switch {
-	case rules.IsNull(v):
+	case !rules.IsFinite(v):
 		return "muted"
 	case v >= 0.5:
 		return "up"

@@ -264,7 +264,7 @@ func (f filter) match(s *engine.AccountState) bool {
 func riskOrder(a, b *engine.AccountState) int {
 	rank := func(g rules.Grade) int { return [...]int{3, 0, 1, 2}[g] }
 	score := func(s *engine.AccountState) float64 {
-		if rules.IsNull(s.Score) {
+		if !rules.IsFinite(s.Score) {
 			return 1e9
 		}
 		return s.Score
@@ -372,8 +372,9 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 
 func quote(s string) string { return strconv.Quote(strings.ToValidUTF8(s, "\uFFFD")) }
 
+// number writes v with two decimals, or null where it is not finite.
 func number(v float64) string {
-	if rules.IsNull(v) {
+	if !rules.IsFinite(v) {
 		return "null"
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)

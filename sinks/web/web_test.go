@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -388,5 +389,48 @@ func TestAlertsListOnlyRulesInForce(t *testing.T) {
 	src.rs = empty
 	if code, _, body := get(t, ts.URL+"/api/alerts"); code != 200 || strings.TrimSpace(body) != "[]" {
 		t.Fatalf("after a reload without rules: %d %s", code, body)
+	}
+}
+
+// poisoned is a Source whose snapshots hold NaN and infinities where the
+// engine keeps numbers: the score, every metric and every factor.
+type poisoned struct{ *partitions }
+
+func (p poisoned) Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot {
+	snaps := p.partitions.Snapshots(ctx, maxAge)
+	for _, s := range snaps {
+		for i := range s.Accounts {
+			st := &s.Accounts[i].State
+			st.Score = math.Inf(1 - 2*(i%2))
+			for m := range st.Metrics {
+				st.Metrics[m] = []float64{math.Inf(1), math.Inf(-1), math.NaN()}[m%3]
+			}
+			for f := range st.Factors {
+				st.Factors[f].Value, st.Factors[f].Points = math.Inf(1), math.Inf(-1)
+			}
+		}
+	}
+	return snaps
+}
+
+// A value that is not a finite number is written as null in the JSON API
+// and as "no value" on the pages, which stay well-formed.
+func TestNonFiniteNumbersAreNull(t *testing.T) {
+	ts, _ := serverOf(t, func(s *Server) { s.Source = poisoned{s.Source.(*partitions)} })
+	for _, path := range []string{"/api/accounts", "/api/accounts/dark", "/api/alerts"} {
+		code, _, body := get(t, ts.URL+path)
+		var v any
+		if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil {
+			t.Fatalf("%s: %d %v\n%s", path, code, err, body)
+		}
+		if !strings.Contains(body, `"score":null`) {
+			t.Errorf("%s: the infinite score is not null:\n%.400s", path, body)
+		}
+	}
+	for _, path := range []string{"/", "/accounts/dark", "/accounts/healthy"} {
+		code, _, body := get(t, ts.URL+path)
+		if code != 200 || strings.Contains(body, "Inf") || strings.Contains(body, "NaN") {
+			t.Errorf("%s: %d\n%s", path, code, body)
+		}
 	}
 }

@@ -109,7 +109,7 @@ func topFactors(t *rules.Transition) []factor {
 }
 
 func num(v float64) *float64 {
-	if rules.IsNull(v) || math.IsInf(v, 0) {
+	if !rules.IsFinite(v) {
 		return nil
 	}
 	r := round(v)
@@ -119,7 +119,7 @@ func num(v float64) *float64 {
 func round(v float64) float64 { return math.Round(v*100) / 100 }
 
 func show(v float64) string {
-	if rules.IsNull(v) {
+	if !rules.IsFinite(v) {
 		return "n/a"
 	}
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
