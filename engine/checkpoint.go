@@ -231,11 +231,7 @@ func (e *encoder) account(a *account) {
 	e.uvarint(uint64(len(a.rulesState.Alerts)))
 	for _, s := range a.rulesState.Alerts {
 		e.string(s.Rule)
-		firing := uint64(0)
-		if s.Firing {
-			firing = 1
-		}
-		e.uvarint(firing)
+		e.uvarint(alertCode(s.State))
 		e.varint(s.Since)
 	}
 	e.varint(a.row.ts)
@@ -482,14 +478,17 @@ func (d *decoder) account(in *interner) *account {
 	}
 	a.rulesState.Grade = rules.Grade(d.uvarint())
 	if n := d.count(3); n > 0 {
-		a.rulesState.Alerts = make([]rules.AlertState, n)
+		a.rulesState.Alerts = make([]rules.ActiveAlert, n)
 		for i := range a.rulesState.Alerts {
-			a.rulesState.Alerts[i] = rules.AlertState{Rule: d.string(), Firing: d.uvarint() == 1, Since: d.varint()}
+			s := &a.rulesState.Alerts[i]
+			s.Rule = d.string()
+			s.State = alertState(d.uvarint())
+			s.Since = d.varint()
 		}
 	}
 	// The firing list is derived, not stored: the firing alerts, sorted.
 	for _, s := range a.rulesState.Alerts {
-		if s.Firing {
+		if s.State == rules.StateFiring {
 			a.firing = append(a.firing, s.Rule)
 		}
 	}
@@ -544,4 +543,20 @@ func (d *decoder) accountV3(a *account) {
 		}
 	}
 	a.crm = c
+}
+
+// An active alert's state is stored as 0 (pending) or 1 (firing) — the
+// flag of the versions before the enum — so every version reads it alike.
+func alertCode(s rules.AlertState) uint64 {
+	if s == rules.StateFiring {
+		return 1
+	}
+	return 0
+}
+
+func alertState(code uint64) rules.AlertState {
+	if code == 1 {
+		return rules.StateFiring
+	}
+	return rules.StatePending
 }

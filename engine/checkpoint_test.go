@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/pulsehq/pulse/rules"
@@ -69,6 +70,45 @@ func TestCheckpointRestoreContinuesIdentically(t *testing.T) {
 	}
 	if !bytes.Equal(partitionOutput(restored), partitionOutput(whole)) {
 		t.Fatal("final states differ")
+	}
+}
+
+// An alert pending at a checkpoint is pending after the restore, with its
+// start, and fires when it would have; a firing one stays firing.
+func TestCheckpointKeepsAlertStates(t *testing.T) {
+	rs, err := rules.Load("r.yaml", []byte(`
+alerts:
+  - name: quiet
+    when: events_7d < 5
+    for: 1h
+  - name: loud
+    when: events_7d >= 1
+`), rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPartition(0, rs, Config{})
+	feedPartition(p, [][]byte{
+		[]byte(`{"ts":"2026-11-01T09:00:00Z","account_id":"a","type":"login","user_id":"u"}`),
+		[]byte(`{"ts":"2026-11-01T09:30:00Z","account_id":"a","type":"login","user_id":"u"}`),
+	})
+	alerts := func(p *Partition) []rules.ActiveAlert { return p.order[0].rulesState.Alerts }
+	if st := (rules.State{Alerts: alerts(p)}); st.Alert("quiet") != rules.StatePending || st.Alert("loud") != rules.StateFiring {
+		t.Fatalf("alert states before the checkpoint %+v: want quiet pending, loud firing", alerts(p))
+	}
+	restored, _, err := RestorePartition(p.AppendCheckpoint(nil, 1), rs, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alerts(restored), alerts(p)) {
+		t.Fatalf("alert states %+v after the restore, want %+v", alerts(restored), alerts(p))
+	}
+	later := [][]byte{
+		[]byte(`{"ts":"2026-11-01T10:00:00Z","account_id":"a","type":"login","user_id":"u"}`),
+		[]byte(`{"ts":"2026-11-01T10:30:00Z","account_id":"a","type":"login","user_id":"u"}`),
+	}
+	if a, b := feedPartition(p, later), feedPartition(restored, later); !bytes.Contains(a, []byte(`"rule":"quiet","state":"firing"`)) || !bytes.Equal(a, b) {
+		t.Fatalf("after the restore:\n%s\nwant:\n%s", b, a)
 	}
 }
 
@@ -197,6 +237,18 @@ func TestCheckpointRestoresVersion2(t *testing.T) {
 	if !bytes.Contains(got, []byte(`"alerts":["`)) {
 		t.Fatal("no account has a firing alert: the comparison proves little")
 	}
+	// The alert states, pending ones too, read as the enum (version 2
+	// stored a firing flag).
+	var states [rules.NumAlertStates]int
+	for i, a := range restored.order {
+		if want := fresh.order[i].rulesState.Alerts; !slices.Equal(a.rulesState.Alerts, want) {
+			t.Errorf("%s: alert states %+v, want %+v", a.id, a.rulesState.Alerts, want)
+		}
+		for _, s := range a.rulesState.Alerts {
+			states[s.State]++
+		}
+	}
+	t.Logf("active alerts by state %v", states)
 	if h, _ := restored.History(restored.order[0].id); len(h) != 0 {
 		t.Fatalf("history from a version 2 checkpoint: %v", h)
 	}

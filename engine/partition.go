@@ -493,7 +493,7 @@ type FiringAlert struct {
 func (p *Partition) Firing(fn func(FiringAlert)) {
 	for _, a := range p.order {
 		for _, st := range a.rulesState.Alerts {
-			if st.Firing {
+			if st.State == rules.StateFiring {
 				fn(FiringAlert{AccountID: a.id, Rule: st.Rule, Since: st.Since, ID: rules.AlertID(a.id, st.Rule, st.Since)})
 			}
 		}

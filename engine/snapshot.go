@@ -68,7 +68,7 @@ func (p *Partition) Snapshot(wall int64) *Snapshot {
 		sa.histHi = int32(len(s.hist))
 		s.byID[a.id] = int32(i)
 		for _, st := range a.rulesState.Alerts {
-			if st.Firing && inForce(st.Rule) {
+			if st.State == rules.StateFiring && inForce(st.Rule) {
 				s.Firing = append(s.Firing, FiringAlert{AccountID: a.id, Rule: st.Rule, Since: st.Since, ID: rules.AlertID(a.id, st.Rule, st.Since)})
 			}
 		}

@@ -9,7 +9,7 @@ import (
 )
 
 // State is what the rules remember about one account between evaluations:
-// its grade (for hysteresis) and its pending or firing alerts. The engine
+// its grade (for hysteresis) and its active (pending or firing) alerts. The engine
 // owns it and passes it in; it is small and has no pointers to the Ruleset,
 // so it survives a rules reload and can be checkpointed.
 type State struct {
@@ -20,35 +20,66 @@ type State struct {
 	Scorecard string
 	// Caps has bit i set while the scorecard's cap i holds: a cap with a
 	// clear condition stays on until that holds.
-	Caps   uint32
-	Alerts []AlertState
+	Caps uint32
+	// Alerts are the active alerts, in rule order: an inactive alert has
+	// no entry.
+	Alerts []ActiveAlert
 }
 
-// AlertState is one pending or firing alert episode. Inactive alerts have
-// no entry.
-type AlertState struct {
-	Rule   string
-	Firing bool
+// AlertState is where an alert of one account is in its state machine
+// (as Prometheus' rules.AlertState).
+type AlertState uint8
+
+// The alert states. An alert is pending while `when` holds for less than
+// `for`, firing once it has held that long, and inactive otherwise.
+const (
+	StateInactive AlertState = iota
+	StatePending
+	StateFiring
+
+	// NumAlertStates is the number of alert states.
+	NumAlertStates int = iota
+)
+
+var alertStateNames = [NumAlertStates]string{"inactive", "pending", "firing"}
+
+func (s AlertState) String() string { return alertStateNames[s] }
+
+// ActiveAlert is one pending or firing alert episode of an account.
+type ActiveAlert struct {
+	Rule  string
+	State AlertState // StatePending or StateFiring
 	// Since is when the episode began (when `when` first held), in Unix
 	// nanoseconds of event time; the alert id is derived from it.
 	Since int64
 }
 
-// Phase is the state an alert transition reports.
+// Alert returns the state of the named rule's alert.
+func (s *State) Alert(rule string) AlertState {
+	for _, a := range s.Alerts {
+		if a.Rule == rule {
+			return a.State
+		}
+	}
+	return StateInactive
+}
+
+// Phase is the state an alert transition reports: the alert started
+// firing, or resolved.
 type Phase uint8
 
 // The phases a transition can report.
 const (
 	PhaseFiring Phase = iota
 	PhaseResolved
+
+	// NumPhases is the number of phases.
+	NumPhases int = iota
 )
 
-func (p Phase) String() string {
-	if p == PhaseResolved {
-		return "resolved"
-	}
-	return "firing"
-}
+var phaseNames = [NumPhases]string{"firing", "resolved"}
+
+func (p Phase) String() string { return phaseNames[p] }
 
 // Transition is an alert that started firing or resolved (SPEC §5).
 type Transition struct {
@@ -117,7 +148,7 @@ type Evaluator struct {
 	factors     []FactorResult
 	firing      []string
 	transitions []Transition
-	states      []AlertState
+	states      []ActiveAlert
 }
 
 // NewEvaluator returns an Evaluator for any Ruleset.
@@ -282,42 +313,43 @@ func (rs *Ruleset) StepAlerts(e *Evaluator, st *State, in Input, sc Scored, now 
 			idx = next
 			next++
 		} else if len(st.Alerts) > 0 {
-			idx = slices.IndexFunc(st.Alerts, func(s AlertState) bool { return s.Rule == a.Name })
+			idx = slices.IndexFunc(st.Alerts, func(s ActiveAlert) bool { return s.Rule == a.Name })
 		}
-		var cur AlertState
-		active := idx >= 0
-		if active {
+		cur := ActiveAlert{Rule: a.Name, State: StateInactive}
+		if idx >= 0 {
 			cur = st.Alerts[idx]
 		}
 		matched := matchAttrs(a.Match, in.Attrs)
 		when := matched && a.when.eval(&e.env)
-		switch {
-		case !active && when:
-			cur = AlertState{Rule: a.Name, Since: now}
-			active = true
-			fallthrough
-		case active && !cur.Firing:
+		switch cur.State {
+		case StateInactive:
 			if !when {
-				active = false
+				break
+			}
+			cur.State, cur.Since = StatePending, now
+			fallthrough
+		case StatePending:
+			if !when {
+				cur.State = StateInactive
 			} else if now-cur.Since >= int64(a.For) {
-				cur.Firing = true
+				cur.State = StateFiring
 				e.emit(a, in, cur, PhaseFiring, now, sc)
 			}
-		case active && cur.Firing:
+		case StateFiring:
 			clear := !when
 			if a.clear != nil {
 				clear = !matched || a.clear.eval(&e.env)
 			}
 			if clear {
 				e.emit(a, in, cur, PhaseResolved, now, sc)
-				active = false
+				cur.State = StateInactive
 			}
 		}
-		if active {
+		if cur.State != StateInactive {
 			e.states = append(e.states, cur)
-			if cur.Firing {
-				e.firing = append(e.firing, a.Name)
-			}
+		}
+		if cur.State == StateFiring {
+			e.firing = append(e.firing, a.Name)
 		}
 	}
 	// Entries of rules that a reload removed are dropped here.
@@ -362,7 +394,7 @@ func (rs *Ruleset) alert(name string) *Alert {
 	return nil
 }
 
-func (e *Evaluator) emit(a *Alert, in Input, st AlertState, phase Phase, now int64, sc Scored) {
+func (e *Evaluator) emit(a *Alert, in Input, st ActiveAlert, phase Phase, now int64, sc Scored) {
 	score := sc.Score
 	t := Transition{
 		ID:        AlertID(in.AccountID, a.Name, st.Since),
@@ -409,7 +441,7 @@ func AlertID(account, rule string, since int64) string {
 func (rs *Ruleset) Forget(st *State, account string, attrs *[NumAttrs]string, now int64) []Transition {
 	var out []Transition
 	for _, s := range st.Alerts {
-		if !s.Firing {
+		if s.State != StateFiring {
 			continue
 		}
 		t := Transition{

@@ -164,24 +164,24 @@ func TestAlertStateMachine(t *testing.T) {
 		v[LoginRatio7d] = ratio
 		return rs.Evaluate(e, &st, in, at)
 	}
-	if r := step(t0, 0.5); len(r.Transitions) != 0 || len(st.Alerts) != 0 {
+	if r := step(t0, 0.5); len(r.Transitions) != 0 || len(st.Alerts) != 0 || st.Alert("churn_risk") != StateInactive {
 		t.Fatalf("healthy: %+v %+v", r.Transitions, st.Alerts)
 	}
-	if r := step(t0+h, 0.1); len(r.Transitions) != 0 || len(st.Alerts) != 1 || st.Alerts[0].Firing {
+	if r := step(t0+h, 0.1); len(r.Transitions) != 0 || len(st.Alerts) != 1 || st.Alerts[0].State != StatePending || st.Alert("churn_risk") != StatePending {
 		t.Fatalf("want pending, got %+v %+v", r.Transitions, st.Alerts)
 	}
 	// Recovering while pending ends the episode silently.
-	if r := step(t0+2*h, 0.3); len(r.Transitions) != 0 || len(st.Alerts) != 0 {
+	if r := step(t0+2*h, 0.3); len(r.Transitions) != 0 || len(st.Alerts) != 0 || st.Alert("churn_risk") != StateInactive {
 		t.Fatalf("want inactive, got %+v %+v", r.Transitions, st.Alerts)
 	}
 	start := t0 + 3*h
 	step(start, 0.1)
-	if r := step(start+23*h, 0.1); len(r.Transitions) != 0 {
-		t.Fatalf("fired before `for`: %+v", r.Transitions)
+	if r := step(start+23*h, 0.1); len(r.Transitions) != 0 || st.Alert("churn_risk") != StatePending {
+		t.Fatalf("fired before `for`: %+v %+v", r.Transitions, st.Alerts)
 	}
 	r := step(start+24*h, 0.1)
-	if len(r.Transitions) != 1 || len(r.Firing) != 1 || r.Firing[0] != "churn_risk" {
-		t.Fatalf("want firing, got %+v firing %v", r.Transitions, r.Firing)
+	if len(r.Transitions) != 1 || len(r.Firing) != 1 || r.Firing[0] != "churn_risk" || st.Alert("churn_risk") != StateFiring {
+		t.Fatalf("want firing, got %+v firing %v, %+v", r.Transitions, r.Firing, st.Alerts)
 	}
 	fired := r.Transitions[0]
 	if fired.State != PhaseFiring || fired.Ts != start+24*h || fired.Severity != SeverityHigh || fired.Kind != KindRisk {
@@ -201,7 +201,7 @@ func TestAlertStateMachine(t *testing.T) {
 		t.Fatalf("hysteresis band: %+v", r.Transitions)
 	}
 	r = step(start+26*h, 0.25)
-	if len(r.Transitions) != 1 || r.Transitions[0].State != PhaseResolved || r.Transitions[0].ID != fired.ID || len(r.Firing) != 0 {
+	if len(r.Transitions) != 1 || r.Transitions[0].State != PhaseResolved || r.Transitions[0].ID != fired.ID || len(r.Firing) != 0 || st.Alert("churn_risk") != StateInactive {
 		t.Fatalf("want resolved with the same id, got %+v", r.Transitions)
 	}
 	if r := step(start+27*h, 0.3); len(r.Transitions) != 0 {

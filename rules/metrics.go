@@ -134,11 +134,17 @@ const (
 	DepthProcess
 	DepthIntegration
 	DepthCustom
+
+	// NumDepths is the number of depth levels, DepthNone included.
+	NumDepths int = iota
 )
 
-var depthNames = [...]string{"none", "record", "process", "integration", "custom"}
+var depthNames = [NumDepths]string{"none", "record", "process", "integration", "custom"}
 
 func (d Depth) String() string { return depthNames[d] }
+
+// DepthByName returns the depth level called name.
+func DepthByName(name string) (Depth, bool) { return byName[Depth](depthNames[:], name) }
 
 // Input is everything the rules read about one account at one time.
 type Input struct {

@@ -91,11 +91,17 @@ const (
 	GradeRed
 	GradeYellow
 	GradeGreen
+
+	// NumGrades is the number of grades, GradeNone included.
+	NumGrades int = iota
 )
 
-var gradeNames = [...]string{"none", "red", "yellow", "green"}
+var gradeNames = [NumGrades]string{"none", "red", "yellow", "green"}
 
 func (g Grade) String() string { return gradeNames[g] }
+
+// GradeByName returns the grade called name.
+func GradeByName(name string) (Grade, bool) { return byName[Grade](gradeNames[:], name) }
 
 // Severity of an alert rule.
 type Severity uint8
@@ -105,9 +111,12 @@ const (
 	SeverityLow Severity = iota
 	SeverityMedium
 	SeverityHigh
+
+	// NumSeverities is the number of severities.
+	NumSeverities int = iota
 )
 
-var severityNames = [...]string{"low", "medium", "high"}
+var severityNames = [NumSeverities]string{"low", "medium", "high"}
 
 func (s Severity) String() string { return severityNames[s] }
 
@@ -130,9 +139,12 @@ type Kind uint8
 const (
 	KindRisk Kind = iota
 	KindOpportunity
+
+	// NumKinds is the number of kinds.
+	NumKinds int = iota
 )
 
-var kindNames = [...]string{"risk", "opportunity"}
+var kindNames = [NumKinds]string{"risk", "opportunity"}
 
 func (k Kind) String() string { return kindNames[k] }
 
