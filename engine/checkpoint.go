@@ -494,7 +494,7 @@ func (d *decoder) account(in *interner) *account {
 	}
 	slices.Sort(a.firing)
 	a.row = lastRow{ts: d.varint(), score: d.f64(), grade: rules.Grade(d.uvarint()), depth: rules.Depth(d.uvarint())}
-	if a.rulesState.Grade > rules.GradeGreen || a.row.grade > rules.GradeGreen || a.row.depth > rules.DepthCustom {
+	if int(a.rulesState.Grade) >= rules.NumGrades || int(a.row.grade) >= rules.NumGrades || int(a.row.depth) >= rules.NumDepths {
 		d.fail("rules state")
 	}
 	if d.version >= 3 {

@@ -45,10 +45,32 @@ func modernDialect(historyMonths int) dialect {
 // modern reports whether a server version takes the modern DDL.
 func modern(major, minor uint64) bool { return major > 20 || major == 20 && minor >= 1 }
 
-const (
-	gradeEnum = "Enum8('none' = 0, 'red' = 1, 'yellow' = 2, 'green' = 3)"
-	depthEnum = "Enum8('none' = 0, 'record' = 1, 'process' = 2, 'integration' = 3, 'custom' = 4)"
+// The Enum8 types of the columns that hold the rules' enums, built from
+// the rules' lists, so the values are always the rules' constants. The
+// migrations that create the tables are built from them too: a value
+// added in rules changes the text of a shipped migration (TestDDLText says
+// so), and needs a migration of its own, ALTER TABLE … MODIFY COLUMN, to
+// reach existing tables.
+var (
+	gradeEnum    = enum8[rules.Grade](rules.NumGrades)
+	depthEnum    = enum8[rules.Depth](rules.NumDepths)
+	phaseEnum    = enum8[rules.Phase](rules.NumPhases)
+	severityEnum = enum8[rules.Severity](rules.NumSeverities)
+	kindEnum     = enum8[rules.Kind](rules.NumKinds)
 )
+
+// enum8 is the ClickHouse type of the n values of an enum, each named by
+// its String method: Enum8('a' = 0, 'b' = 1, …).
+func enum8[E interface {
+	~uint8
+	fmt.Stringer
+}](n int) string {
+	vals := make([]string, n)
+	for v := range n {
+		vals[v] = fmt.Sprintf("'%s' = %d", E(v), v)
+	}
+	return "Enum8(" + strings.Join(vals, ", ") + ")"
+}
 
 // outcomeEnum is the revenue table's outcome type: engine.OutcomeNames
 // with their values (OutcomeNone, which never leaves the decoder, has no
@@ -196,11 +218,11 @@ func firstMigrations(db string, d dialect) []string {
 
 	alerts := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.alerts (
     alert_id String,
-    state Enum8('firing' = 0, 'resolved' = 1),
+    state %s,
     account_id String,
     rule %s,
-    severity Enum8('low' = 0, 'medium' = 1, 'high' = 2),
-    kind Enum8('risk' = 0, 'opportunity' = 1),
+    severity %s,
+    kind %s,
     ts DateTime('UTC')%s,
     ts_ns UInt64,
     score Nullable(Float64),
@@ -211,7 +233,7 @@ func firstMigrations(db string, d dialect) []string {
     message String,
 %s    inserted DateTime('UTC') DEFAULT now()
 ) ENGINE = ReplacingMergeTree(inserted)
-%s`, db, d.lowCard("String"), d.codecTime, gradeEnum, depthEnum, attrs.String(),
+%s`, db, phaseEnum, d.lowCard("String"), severityEnum, kindEnum, d.codecTime, gradeEnum, depthEnum, attrs.String(),
 		clause(d.partition, "ORDER BY (alert_id, state)", d.ttl("ts")))
 
 	// Migrations 3 and 4 made the first daily rollup: aggregate states

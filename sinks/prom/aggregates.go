@@ -77,8 +77,8 @@ func (a *Aggregates) Collect(ch chan<- prometheus.Metric) {
 
 func (a *Aggregates) refresh(ctx context.Context) {
 	began := time.Now()
-	var grades [4]float64
-	var depths [5]float64
+	var grades [rules.NumGrades]float64
+	var depths [rules.NumDepths]float64
 	firing := map[string]float64{}
 	buckets := make([]uint64, len(scoreBuckets))
 	var count uint64

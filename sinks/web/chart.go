@@ -95,7 +95,7 @@ func newChart(h []engine.HistoryPoint, st *engine.AccountState, g rules.Grades) 
 	for _, b := range []struct {
 		lo, hi float64
 		grade  string
-	}{{0, g.Yellow, "red"}, {g.Yellow, g.Green, "yellow"}, {g.Green, 100, "green"}} {
+	}{{0, g.Yellow, rules.GradeRed.String()}, {g.Yellow, g.Green, rules.GradeYellow.String()}, {g.Green, 100, rules.GradeGreen.String()}} {
 		if b.hi > b.lo {
 			c.Bands = append(c.Bands, band{Y: px(y(b.hi)), H: px(y(b.lo) - y(b.hi)), Grade: b.grade})
 		}
@@ -124,7 +124,7 @@ func newChart(h []engine.HistoryPoint, st *engine.AccountState, g rules.Grades) 
 		d := dot{X: px(x(p.Day)), Y: px(y(p.Score)), Grade: p.Grade.String(), Title: day + ": " + score0(p.Score) + " (" + p.Grade.String() + ")"}
 		if !rules.IsFinite(p.Score) {
 			// On the axis, hollow: no score (warm-up, or no factor had data).
-			d.Y, d.Grade, d.Title = px(c.Bottom), "none", day+": no score"
+			d.Y, d.Grade, d.Title = px(c.Bottom), rules.GradeNone.String(), day+": no score"
 		}
 		c.Dots = append(c.Dots, d)
 	}

@@ -104,7 +104,15 @@ func chips(rs *rules.Ruleset, names []string, suppressed bool) (risks, opps []ch
 	return risks, opps
 }
 
-func severityRank(s string) int { return map[string]int{"high": 0, "medium": 1, "low": 2}[s] }
+// severityRank orders severities by name, the highest first.
+func severityRank(name string) int {
+	for s := range rules.NumSeverities {
+		if rules.Severity(s).String() == name {
+			return rules.NumSeverities - 1 - s
+		}
+	}
+	return rules.NumSeverities
+}
 
 func alertRule(rs *rules.Ruleset, name string) *rules.Alert {
 	if rs == nil {
@@ -166,7 +174,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	v := s.view(r.Context())
 	setStaleness(w, s.now(), v.snaps)
 	rs := s.Source.Rules()
-	d := pageData{GradeNames: []string{"red", "yellow", "green", "none"}, All: len(v.accounts), Grades: map[string]int{}, AsOf: s.asOf(v.clock()),
+	d := pageData{GradeNames: gradeNames(), All: len(v.accounts), Grades: map[string]int{}, AsOf: s.asOf(v.clock()),
 		AlertKind: map[string][]string{}, Limits: []int{25, 50, 100, 200}}
 	if !slices.Contains(d.Limits, f.limit) {
 		d.Limits = append(d.Limits, f.limit)

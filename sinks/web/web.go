@@ -230,11 +230,11 @@ type filter struct {
 func parseFilter(r *http.Request, limit int) (filter, error) {
 	q := r.URL.Query()
 	f := filter{grade: q.Get("grade"), depth: q.Get("depth"), segment: q.Get("segment"), csm: q.Get("csm"), alert: q.Get("alert"), limit: limit}
-	if f.grade != "" && !slices.Contains([]string{"red", "yellow", "green", "none"}, f.grade) {
-		return f, fmt.Errorf("grade %q: want red, yellow, green or none", f.grade)
+	if _, ok := rules.GradeByName(f.grade); f.grade != "" && !ok {
+		return f, fmt.Errorf("grade %q: want %s", f.grade, oneOf(gradeNames()))
 	}
-	if f.depth != "" && !slices.Contains([]string{"none", "record", "process", "integration", "custom"}, f.depth) {
-		return f, fmt.Errorf("depth %q: want none, record, process, integration or custom", f.depth)
+	if _, ok := rules.DepthByName(f.depth); f.depth != "" && !ok {
+		return f, fmt.Errorf("depth %q: want %s", f.depth, oneOf(enumNames[rules.Depth](rules.NumDepths)))
 	}
 	for name, dst := range map[string]*int{"limit": &f.limit, "offset": &f.offset} {
 		if v := q.Get(name); v != "" {
@@ -259,17 +259,54 @@ func (f filter) match(s *engine.AccountState) bool {
 		(f.alert == "" || slices.Contains(s.Alerts, f.alert))
 }
 
+// gradeRank orders the grades riskiest first: red, yellow, green (the
+// grades run worst to best after GradeNone), then no grade.
+func gradeRank(g rules.Grade) int {
+	if g == rules.GradeNone {
+		return rules.NumGrades
+	}
+	return int(g)
+}
+
+// gradeNames are the grades' names, riskiest first.
+func gradeNames() []string {
+	names := make([]string, rules.NumGrades)
+	for g := range rules.NumGrades {
+		names[gradeRank(rules.Grade(g))-1] = rules.Grade(g).String()
+	}
+	return names
+}
+
+// enumNames lists the names of an enum's n values, in value order.
+func enumNames[E interface {
+	~uint8
+	fmt.Stringer
+}](n int) []string {
+	names := make([]string, n)
+	for v := range n {
+		names[v] = E(v).String()
+	}
+	return names
+}
+
+// oneOf lists names as "a, b or c".
+func oneOf(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
 // riskOrder puts the riskiest first: red, yellow, green, then no grade;
 // within a grade the lowest score; then the account id.
 func riskOrder(a, b *engine.AccountState) int {
-	rank := func(g rules.Grade) int { return [...]int{3, 0, 1, 2}[g] }
 	score := func(s *engine.AccountState) float64 {
 		if !rules.IsFinite(s.Score) {
 			return 1e9
 		}
 		return s.Score
 	}
-	return cmp.Or(cmp.Compare(rank(a.Grade), rank(b.Grade)), cmp.Compare(score(a), score(b)), cmp.Compare(a.AccountID, b.AccountID))
+	return cmp.Or(cmp.Compare(gradeRank(a.Grade), gradeRank(b.Grade)), cmp.Compare(score(a), score(b)), cmp.Compare(a.AccountID, b.AccountID))
 }
 
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {

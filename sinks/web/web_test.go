@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -432,5 +433,26 @@ func TestNonFiniteNumbersAreNull(t *testing.T) {
 		if code != 200 || strings.Contains(body, "Inf") || strings.Contains(body, "NaN") {
 			t.Errorf("%s: %d\n%s", path, code, body)
 		}
+	}
+}
+
+// The lists the API and the page offer come from the rules' enums, in the
+// order and words they always had.
+func TestFilterListsFollowTheRules(t *testing.T) {
+	ts := server(t)
+	for query, want := range map[string]string{
+		"grade=blue": `grade "blue": want red, yellow, green or none`,
+		"depth=deep": `depth "deep": want none, record, process, integration or custom`,
+	} {
+		if code, _, body := get(t, ts.URL+"/api/accounts?"+query); code != 400 || strings.TrimSpace(body) != want {
+			t.Errorf("%s: %d %q, want 400 %q", query, code, body, want)
+		}
+	}
+	_, _, body := get(t, ts.URL+"/")
+	if !strings.Contains(body, "<option>red</option><option>yellow</option><option>green</option><option>none</option>") {
+		t.Errorf("the grade filter does not offer red, yellow, green, none in that order:\n%s", body)
+	}
+	if got := []int{severityRank("high"), severityRank("medium"), severityRank("low")}; !slices.IsSorted(got) || got[0] == got[2] {
+		t.Errorf("severity ranks %v: want high before medium before low", got)
 	}
 }
