@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/internal/backoff"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -174,7 +174,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { group.Close() })
 	defer stop()
 	defer group.Close()
-	retry := newBackoff(200*time.Millisecond, 5*time.Second)
+	retry := backoff.New(200*time.Millisecond, 5*time.Second)
 	for {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -183,10 +183,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return errors.Join(c.unsavedErr(), c.closeDLQ())
 			}
 			c.cfg.Log.Warn("consumer group", "err", err)
-			retry.wait(ctx)
+			retry.Wait(ctx)
 			continue
 		}
-		retry.reset()
+		retry.Reset()
 		c.generation(ctx, gen)
 	}
 }
@@ -339,5 +339,3 @@ func (c *Consumer) Do(ctx context.Context, fn func(p *engine.Partition)) error {
 	}
 	return nil
 }
-
-func jitter() float64 { return rand.Float64() / 2 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pulsehq/pulse/internal/backoff"
 )
 
 // chunk is a run of a partition's fetched messages, at most chunkBytes of
@@ -126,12 +128,12 @@ func (f *fetcher) chunk() *chunk {
 // negative offset means kafka.FirstOffset or kafka.LastOffset.
 func (f *fetcher) run(ctx context.Context, offset int64) {
 	defer close(f.out)
-	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		conn, err := f.dial(ctx)
 		if err != nil {
 			f.log.Warn("cannot reach the partition leader", "partition", f.partition, "err", err)
-			backoff.wait(ctx)
+			retry.Wait(ctx)
 			continue
 		}
 		offset, err = f.read(ctx, conn, offset)
@@ -140,7 +142,7 @@ func (f *fetcher) run(ctx context.Context, offset int64) {
 			return
 		}
 		f.log.Warn("fetch failed; reconnecting", "partition", f.partition, "offset", offset, "err", err)
-		backoff.wait(ctx)
+		retry.Wait(ctx)
 	}
 }
 
@@ -280,23 +282,3 @@ func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
 }
-
-// backoff is capped exponential backoff with full jitter.
-type backoff struct {
-	base, max, cur time.Duration
-}
-
-func newBackoff(base, max time.Duration) *backoff { return &backoff{base: base, max: max, cur: base} }
-
-func (b *backoff) wait(ctx context.Context) {
-	d := time.Duration(float64(b.cur) * (0.5 + jitter()))
-	b.cur = min(b.cur*2, b.max)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func (b *backoff) reset() { b.cur = b.base }

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/internal/backoff"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -332,7 +333,7 @@ func (t *task) flush(ctx context.Context) error {
 		t.writing, t.written = done, b
 		go func() { done <- t.write(b) }()
 	}
-	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
+	retry := backoff.New(100*time.Millisecond, 10*time.Second)
 	for len(t.dead) > 0 {
 		err := t.keyDeadLetters(ctx)
 		if err == nil {
@@ -345,8 +346,8 @@ func (t *task) flush(ctx context.Context) error {
 			break
 		}
 		cfg.Log.Warn("dead-letter write failed; retrying", "partition", t.partition, "err", err)
-		if backoff.wait(ctx); ctx.Err() != nil {
-			return ctx.Err()
+		if err := retry.Wait(ctx); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -410,7 +411,7 @@ func appendOrTake[T any](s, more []T) []T {
 // task's writes are cancelled after its final save.
 func (t *task) write(b *engine.Batch) error {
 	cfg := &t.c.cfg
-	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
+	retry := backoff.New(100*time.Millisecond, 10*time.Second)
 	for {
 		err := t.c.sink.Write(t.writeCtx, b)
 		if err == nil {
@@ -418,7 +419,7 @@ func (t *task) write(b *engine.Batch) error {
 		}
 		cfg.Hooks.SinkFailed(err)
 		cfg.Log.Warn("sink write failed; retrying", "partition", t.partition, "err", err)
-		if backoff.wait(t.writeCtx); t.writeCtx.Err() != nil {
+		if retry.Wait(t.writeCtx) != nil {
 			return err
 		}
 	}

@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +42,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/internal/backoff"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -497,10 +497,10 @@ func (s *Sink) flusher() {
 // it did not at Open), so the schema is there before the first rows are
 // due. Rows written meanwhile wait in the batches.
 func (s *Sink) awaitServer() {
-	wait := 200 * time.Millisecond
+	retry := backoff.New(200*time.Millisecond, 5*time.Second)
 	for attempt := 1; !s.ready.Load(); attempt++ {
 		select {
-		case <-time.After(time.Duration(rand.Int64N(int64(wait))) + wait/2):
+		case <-retry.Timer(retry.Next()):
 		case <-s.stop:
 			return
 		}
@@ -511,7 +511,6 @@ func (s *Sink) awaitServer() {
 			s.cfg.Failed(err)
 			s.cfg.Log.Warn("clickhouse does not answer yet; retrying", "attempt", attempt, "err", err)
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
@@ -522,7 +521,7 @@ func (s *Sink) store(b *batch, stopping bool) (rowCounts, error) {
 	if b.rows == 0 {
 		return rowCounts{}, nil
 	}
-	wait := 200 * time.Millisecond
+	retry := backoff.New(200*time.Millisecond, 30*time.Second)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := s.connect(ctx)
@@ -545,11 +544,10 @@ func (s *Sink) store(b *batch, stopping bool) (rowCounts, error) {
 		}
 		s.cfg.Log.Warn("clickhouse write failed; retrying", "attempt", attempt, "rows", b.rows, "err", err)
 		select {
-		case <-time.After(time.Duration(rand.Int64N(int64(wait))) + wait/2):
+		case <-retry.Timer(retry.Next()):
 		case <-s.stop:
 			stopping = true
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
 

@@ -33,7 +33,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -43,6 +42,7 @@ import (
 	"time"
 
 	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/internal/backoff"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -581,7 +581,7 @@ func (s *Sink) deliver(q *queue, m *message) result {
 		return gaveUp
 	}
 	deadline := s.cfg.Now().Add(s.cfg.MaxRetryTime)
-	wait := s.cfg.RetryWait
+	retry := backoff.New(s.cfg.RetryWait, time.Minute)
 	failures := 0
 	for attempt := 1; ; attempt++ {
 		status, retryAfter, err := s.post(q.ctx, m, body)
@@ -605,8 +605,7 @@ func (s *Sink) deliver(q *queue, m *message) result {
 			}
 		}
 		if d == 0 {
-			d = time.Duration(rand.Int64N(int64(wait))) + wait/2
-			wait = min(wait*2, time.Minute)
+			d = retry.Next()
 		}
 		if s.cfg.Now().Add(d).After(deadline) {
 			log.Error("webhook delivery given up: retrying would pass max_retry_time", "attempts", attempt, "status", status, "err", redactErr(err), "max_retry_time", s.cfg.MaxRetryTime)
@@ -614,14 +613,11 @@ func (s *Sink) deliver(q *queue, m *message) result {
 			return gaveUp
 		}
 		log.Warn("webhook delivery failed; retrying", "attempt", attempt, "status", status, "err", redactErr(err), "in", d)
-		timer := time.NewTimer(d)
 		select {
-		case <-timer.C:
+		case <-retry.Timer(d):
 		case <-q.stop:
-			timer.Stop()
 			return stopped
 		case <-s.stop:
-			timer.Stop()
 			return stopped
 		}
 	}
