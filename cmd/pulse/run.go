@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,9 +96,8 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 		// The embedded broker keeps its log in memory: a new one starts
 		// empty, so checkpoints of an earlier run describe a log that is
 		// gone.
-		old, _ := filepath.Glob(filepath.Join(rc.stream.CheckpointDir, "*.ckpt"))
-		for _, f := range old {
-			os.Remove(f)
+		if err := removeCheckpoints(rc.stream.CheckpointDir); err != nil {
+			return fmt.Errorf("checkpoint.dir: removing the checkpoints of an earlier run: %w", err)
 		}
 		cluster, err := startEmbeddedBroker(rc)
 		if err != nil {
@@ -233,6 +234,22 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	return nil
 }
 
+// removeCheckpoints removes the checkpoint files (*.ckpt) in dir. (Not
+// filepath.Glob: the directory's name may hold pattern characters.)
+func removeCheckpoints(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".ckpt") {
+			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // snoozer keeps a nil *webhook.Sink from becoming a non-nil interface.
 func snoozer(s *webhook.Sink) web.Snoozer {
 	if s == nil {
@@ -248,9 +265,11 @@ func startEmbeddedBroker(rc *runConfig) (*kfake.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded.listen: %w", err)
 	}
-	var p int
-	fmt.Sscan(port, &p)
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(int32(rc.file.Embedded.Partitions), rc.stream.Topic),
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("embedded.listen: port %q must be a number within 0…65535", port)
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(int(p)), kfake.SeedTopics(int32(rc.file.Embedded.Partitions), rc.stream.Topic),
 		kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(rc.file.Embedded.Partitions)}
 	if rc.stream.DeadLetterTopic != "" {
 		opts = append(opts, kfake.SeedTopics(1, rc.stream.DeadLetterTopic))
