@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -368,7 +369,8 @@ func TestBadInputIsCountedAndDeadLettered(t *testing.T) {
 	}
 }
 
-// A corrupt checkpoint is set aside and the partition rebuilt from Kafka.
+// A corrupt checkpoint is set aside and the partition rebuilt from Kafka;
+// one that cannot be set aside is rebuilt too, and the log says so.
 func TestCorruptCheckpointRebuildsFromKafka(t *testing.T) {
 	brokers := startBroker(t)
 	rs := exampleRules(t)
@@ -378,15 +380,53 @@ func TestCorruptCheckpointRebuildsFromKafka(t *testing.T) {
 	for p := range partitions {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.ckpt", topic, p)), []byte("PULSECKP garbage"), 0o644)
 	}
+	// Partition 0's place aside is taken by a directory that is not empty.
+	if err := os.MkdirAll(filepath.Join(dir, topic+"-0.ckpt.corrupt", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log lockedBuffer
 	hooks := &counter{}
-	r := start(t, testConfig(brokers, dir, hooks), rs, &collector{})
+	cfg := testConfig(brokers, dir, hooks)
+	cfg.Log = slog.New(slog.NewTextHandler(&log, nil))
+	r := start(t, cfg, rs, &collector{})
 	waitFor(t, "every event", 60*time.Second, func() bool { return hooks.seen.Load() >= int64(len(lines)) })
 	states, _ := snapshot(t, r.c)
 	wantStates, _ := replay(t, rs, lines)
 	equalLines(t, "states", states, wantStates)
-	if aside, _ := filepath.Glob(filepath.Join(dir, "*.corrupt")); len(aside) != partitions {
+	if aside, _ := filepath.Glob(filepath.Join(dir, "*.ckpt.corrupt")); len(aside) != partitions {
 		t.Fatalf("%d corrupt checkpoints set aside, want %d", len(aside), partitions)
 	}
+	set, kept := 0, 0
+	for _, l := range strings.Split(log.String(), "\n") {
+		switch {
+		case strings.Contains(l, `msg="checkpoint unusable; rebuilding the partition from Kafka"`) && strings.Contains(l, "moved_to="):
+			set++
+		case strings.Contains(l, `msg="checkpoint unusable and not set aside; rebuilding the partition from Kafka"`) && strings.Contains(l, "partition=0") &&
+			strings.Contains(l, "set_aside_err="):
+			kept++
+		}
+	}
+	if set != partitions-1 || kept != 1 {
+		t.Fatalf("%d checkpoints logged as set aside (want %d), %d as not (want 1):\n%s", set, partitions-1, kept, log.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // While the sink fails, a partition neither checkpoints, commits nor

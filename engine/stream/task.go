@@ -211,9 +211,14 @@ func (t *task) restore(log *slog.Logger) int64 {
 			err = fmt.Errorf("%w: it holds partition %d", engine.ErrCorruptCheckpoint, cp.Partition)
 		}
 		// Never use it, never lose it: keep the file aside for a post-mortem.
+		// If it cannot be moved, the partition is rebuilt all the same (the
+		// next checkpoint replaces the file); the log says where it was.
 		aside := t.path() + ".corrupt"
-		os.Rename(t.path(), aside)
-		log.Error("checkpoint unusable; rebuilding the partition from Kafka", "err", err, "moved_to", aside)
+		if rerr := os.Rename(t.path(), aside); rerr != nil {
+			log.Error("checkpoint unusable and not set aside; rebuilding the partition from Kafka", "err", err, "file", t.path(), "set_aside_err", rerr)
+		} else {
+			log.Error("checkpoint unusable; rebuilding the partition from Kafka", "err", err, "moved_to", aside)
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		log.Error("checkpoint unreadable; rebuilding the partition from Kafka", "err", err)
 	}
