@@ -78,8 +78,14 @@ func (s *Sink) maybeCompact() {
 		return
 	}
 	if err := s.rewrite(); err != nil {
-		s.cfg.Log.Error("webhook state file: rewrite failed", "file", s.cfg.StateFile, "err", err)
-		s.appended = 0 // try again after as much again
+		// The file may be replaced already, with appends still going to
+		// the old one: as after a failed append, Flush rewrites it from
+		// memory, and fails (holding back checkpoints) until that works.
+		if s.ledgerErr == nil {
+			s.cfg.Log.Error("webhook state file: rewrite failed; checkpoints wait until it is rewritten", "file", s.cfg.StateFile, "err", err)
+		}
+		s.ledgerErr = err
+		s.appended = 0
 	}
 }
 
@@ -197,8 +203,11 @@ func (s *Sink) loadLedger() error {
 				s.outbox[key] = e
 			}
 		case parts[0] == "msg" && len(parts) == 4:
-			if e := s.outbox[key]; e != nil {
-				e.group, _ = url.QueryUnescape(parts[3])
+			group, err := url.QueryUnescape(parts[3])
+			if err != nil {
+				bad++
+			} else if e := s.outbox[key]; e != nil {
+				e.group = group
 			}
 		default:
 			bad++

@@ -252,3 +252,45 @@ func TestStateFileCompactionKeepsDeliveriesAndOutbox(t *testing.T) {
 		t.Fatalf("%d deliveries of down's outbox, want 40", n)
 	}
 }
+
+// A rewrite of the state file that fails as it grows is not only logged:
+// Flush fails (so no checkpoint passes what the file may lack) until a
+// rewrite succeeds, and then the file holds everything.
+func TestFailedCompactionHoldsFlushUntilARewrite(t *testing.T) {
+	was := compactAfter
+	t.Cleanup(func() { compactAfter = was })
+	compactAfter = 1
+	rcv := newReceiver(t)
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "webhook.state")
+	s := newSink(t, Config{StateFile: state, Notifiers: []rules.Notifier{notifier("g", "webhook", rcv.URL, nil)}})
+	// The directory goes away (with the open file): no rewrite can land.
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	write(s, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+	eventually(t, "the delivery recorded", func() bool {
+		s.mu.Lock() // settle records it and compacts under s.mu
+		defer s.mu.Unlock()
+		return len(s.sent) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err == nil {
+		t.Fatal("Flush succeeded though the state file could not be rewritten")
+	}
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("Flush once the directory is back: %v", err)
+	}
+	data, _ := os.ReadFile(state)
+	if !strings.Contains(string(data), "sent g%7C") {
+		t.Fatalf("the state file lacks the delivery:\n%s", data)
+	}
+}
