@@ -148,7 +148,7 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 		chSink, err := clickhouse.Open(octx, *rc.clickhouse)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("clickhouse: %w", err)
+			return err // it says "clickhouse:"
 		}
 		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 // The embedded broker listens on the port embedded.listen names, or does
@@ -77,5 +79,21 @@ func TestStaleEmbeddedCheckpointThatCannotBeRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(gone); !os.IsNotExist(err) {
 		t.Fatalf("%s, which could be removed, is still there: %v", gone, err)
+	}
+}
+
+// A ClickHouse that refuses Pulse stops the start, and the error says
+// "clickhouse:" once.
+func TestClickHouseRefusalIsNamedOnce(t *testing.T) {
+	ch := chtest.Start(t)
+	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf(`listen: 127.0.0.1:%d
+embedded: {listen: 127.0.0.1:%d, partitions: 1}
+checkpoint: {dir: %s}
+clickhouse: {addr: [%s], username: nobody}
+`, freePort(t), freePort(t), filepath.Join(t.TempDir(), "ckpt"), ch.Addr()))
+	code, _, errs := pulse(t, "", "run", "--config", cfg)
+	_, line, _ := strings.Cut(errs, "pulse run: ")
+	if code != 2 || !strings.HasPrefix(line, "clickhouse: ") || strings.Count(line, "clickhouse:") != 1 {
+		t.Fatalf("exit %d, %s\nwant 2, pulse run: clickhouse: … (once)", code, errs)
 	}
 }

@@ -104,7 +104,8 @@ type Sink struct {
 // fail Open: the flusher migrates once it answers, retrying with backoff
 // and reporting each failure to Config.Failed, while Writes buffer and
 // then wait as during an outage. A server that answers with an error
-// (wrong password, a migration it refuses) fails Open.
+// (wrong password, a migration it refuses) fails Open. Its errors begin
+// with "clickhouse:": callers need not say it again.
 func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Database == "" {
 		cfg.Database = "pulse"
