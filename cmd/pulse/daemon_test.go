@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"go.uber.org/goleak"
 
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/synth"
@@ -43,6 +44,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// The tests that run pulse in process stop it: nothing it started may
+	// outlive them.
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 

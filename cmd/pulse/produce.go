@@ -15,16 +15,18 @@ import (
 // account id exactly as a replay's virtual partitions.
 type producer struct {
 	w    *kafka.Writer
+	tr   *kafka.Transport // the writer's own: Close ends its connections
 	dec  engine.Decoder
 	ev   engine.Event
 	msgs []kafka.Message
 }
 
 func newProducer(brokers []string, topic string) *producer {
-	return &producer{w: &kafka.Writer{
+	tr := &kafka.Transport{}
+	return &producer{tr: tr, w: &kafka.Writer{
 		Addr: kafka.TCP(brokers...), Topic: topic, Balancer: stream.AccountBalancer{},
 		BatchSize: 5000, BatchTimeout: 10 * time.Millisecond,
-		RequiredAcks: kafka.RequireAll, AllowAutoTopicCreation: true,
+		RequiredAcks: kafka.RequireAll, AllowAutoTopicCreation: true, Transport: tr,
 	}}
 }
 
@@ -43,4 +45,9 @@ func (p *producer) write(ctx context.Context, lines [][]byte) error {
 	return p.w.WriteMessages(ctx, p.msgs...)
 }
 
-func (p *producer) Close() error { return p.w.Close() }
+// Close flushes what is buffered and closes the connections.
+func (p *producer) Close() error {
+	err := p.w.Close()
+	p.tr.CloseIdleConnections()
+	return err
+}

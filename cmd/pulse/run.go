@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -106,11 +107,16 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 		defer cluster.Close()
 		log.Info("embedded Kafka-protocol broker", "addr", rc.file.Embedded.Listen, "topic", rc.stream.Topic, "partitions", rc.file.Embedded.Partitions)
 		if d := rc.file.Embedded.Demo; d.Enabled {
-			go func() {
+			// On the way out the demo stops (with ctx) and has closed its
+			// producer before the broker goes.
+			var demo sync.WaitGroup
+			defer demo.Wait()
+			defer stop()
+			demo.Go(func() {
 				if err := runDemo(ctx, rc.stream.Brokers, rc.stream.Topic, d, log); err != nil && ctx.Err() == nil {
 					log.Error("demo load stopped", "err", err)
 				}
-			}()
+			})
 		}
 	}
 
