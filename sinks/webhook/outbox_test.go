@@ -11,21 +11,35 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pulsehq/pulse/rules"
 )
 
-// hangingServer answers nothing until the test ends; it counts requests.
-func hangingServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+// hanging answers nothing until the test ends or the request is given
+// up; it counts requests.
+func hanging(t *testing.T) (http.Handler, *atomic.Int32) {
 	var calls atomic.Int32
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	t.Cleanup(func() { close(release) })
+	return http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		<-release
-	}))
-	t.Cleanup(func() { close(release); srv.Close() })
-	return srv, &calls
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}), &calls
+}
+
+// hangingServer serves hanging on a real HTTP server.
+func hangingServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	srv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(srv.Close) // after the release: Close waits for the handlers
+	h, calls := hanging(t)
+	srv.Config.Handler = h
+	srv.Start()
+	return srv, calls
 }
 
 // counter counts outcomes by name.
@@ -49,64 +63,68 @@ func (c *counter) get(outcome string) int32 {
 // it: a Slack message that was being tried goes out again as it was, with
 // its Idempotency-Key.
 func TestOutboxIsSentAfterRestart(t *testing.T) {
-	down, calls := hangingServer(t)
-	state := filepath.Join(t.TempDir(), "webhook.state")
-	notifiers := func(url string) []rules.Notifier {
-		return []rules.Notifier{notifier("g", "webhook", url+"/generic", nil), notifier("slack", "slack", url+"/slack", nil)}
-	}
-	s, err := New(Config{StateFile: state, GroupWait: 10 * time.Millisecond, Notifiers: notifiers(down.URL)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(s, transition("a1", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "li"), transition("a2", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
-	write(s, transition("a3", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "sam"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	data, _ := os.ReadFile(state)
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "out ") {
-			n++
+	synctest.Test(t, func(t *testing.T) {
+		var local localNet
+		hang, calls := hanging(t)
+		downURL := local.handle(hang)
+		state := filepath.Join(t.TempDir(), "webhook.state")
+		notifiers := func(url string) []rules.Notifier {
+			return []rules.Notifier{notifier("g", "webhook", url+"/generic", nil), notifier("slack", "slack", url+"/slack", nil)}
 		}
-	}
-	if n != 6 {
-		t.Fatalf("the state file holds %d outbox records, want 6 (3 transitions × 2 notifiers):\n%.300s", n, data)
-	}
-	eventually(t, "both notifiers trying", func() bool { return calls.Load() >= 2 })
-	stopNow, stop := context.WithCancel(context.Background())
-	stop()
-	s.Close(stopNow) // requests in flight are cut off
-
-	rcv := newReceiver(t)
-	again := newSink(t, Config{StateFile: state, GroupWait: 10 * time.Millisecond, Notifiers: notifiers(rcv.URL)})
-	reqs := rcv.waitFor(t, 5) // generic: 3; Slack: li's two in one message, sam's one
-	time.Sleep(200 * time.Millisecond)
-	var generic, slack int
-	for _, r := range rcv.got() {
-		switch r.path {
-		case "/generic":
-			generic++
-		case "/slack":
-			slack++
-			if strings.Contains(string(r.body), "owner li") && strings.Count(string(r.body), `"type":"header"`) != 2 {
-				t.Errorf("li's message was split after the restart: %s", r.body)
+		s, err := New(Config{Client: local.client(), StateFile: state, GroupWait: 10 * time.Millisecond, Notifiers: notifiers(downURL)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(s, transition("a1", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "li"), transition("a2", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+		write(s, transition("a3", "churn_risk", rules.PhaseFiring, rules.SeverityHigh, "sam"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Flush(ctx); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		data, _ := os.ReadFile(state)
+		n := 0
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "out ") {
+				n++
 			}
 		}
-	}
-	if generic != 3 || slack != 2 || len(reqs) != 5 {
-		t.Fatalf("after the restart: %d generic, %d Slack deliveries; want 3 and 2", generic, slack)
-	}
-	// Delivered: gone from the outbox, so a third start sends nothing.
-	again.Close(context.Background())
-	third := newSink(t, Config{StateFile: state, GroupWait: 10 * time.Millisecond, Notifiers: notifiers(rcv.URL)})
-	time.Sleep(300 * time.Millisecond)
-	if n := len(rcv.got()); n != 5 {
-		t.Fatalf("a third start sent %d more", n-5)
-	}
-	third.Close(context.Background())
+		if n != 6 {
+			t.Fatalf("the state file holds %d outbox records, want 6 (3 transitions × 2 notifiers):\n%.300s", n, data)
+		}
+		eventually(t, "both notifiers trying", func() bool { return calls.Load() >= 2 })
+		stopNow, stop := context.WithCancel(context.Background())
+		stop()
+		s.Close(stopNow) // requests in flight are cut off
+
+		rcv := local.receiver()
+		again := newSink(t, Config{Client: local.client(), StateFile: state, GroupWait: 10 * time.Millisecond, Notifiers: notifiers(rcv.URL)})
+		reqs := rcv.waitFor(t, 5) // generic: 3; Slack: li's two in one message, sam's one
+		idle(time.Minute)         // and no more
+		var generic, slack int
+		for _, r := range rcv.got() {
+			switch r.path {
+			case "/generic":
+				generic++
+			case "/slack":
+				slack++
+				if strings.Contains(string(r.body), "owner li") && strings.Count(string(r.body), `"type":"header"`) != 2 {
+					t.Errorf("li's message was split after the restart: %s", r.body)
+				}
+			}
+		}
+		if generic != 3 || slack != 2 || len(reqs) != 5 {
+			t.Fatalf("after the restart: %d generic, %d Slack deliveries; want 3 and 2", generic, slack)
+		}
+		// Delivered: gone from the outbox, so a third start sends nothing.
+		again.Close(context.Background())
+		third := newSink(t, Config{Client: local.client(), StateFile: state, GroupWait: 10 * time.Millisecond, Notifiers: notifiers(rcv.URL)})
+		idle(time.Minute)
+		if n := len(rcv.got()); n != 5 {
+			t.Fatalf("a third start sent %d more", n-5)
+		}
+		third.Close(context.Background())
+	})
 }
 
 // The Slack message that was in flight when the process stopped keeps its
@@ -178,79 +196,85 @@ func Test429DoesNotUseUpAttempts(t *testing.T) {
 // A receiver that asks to wait longer than max_retry_time is given up at
 // once (counted failed), and the notification leaves the outbox.
 func TestRetryAfterBeyondMaxRetryTimeGivesUp(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		calls.Add(1)
-		w.Header().Set("Retry-After", "7200")
-		w.WriteHeader(http.StatusTooManyRequests)
-	}))
-	t.Cleanup(srv.Close)
-	var c counter
-	state := filepath.Join(t.TempDir(), "webhook.state")
-	cfg := Config{StateFile: state, MaxRetryTime: time.Hour, Counted: c.count, Notifiers: []rules.Notifier{notifier("g", "webhook", srv.URL, nil)}}
-	s := newSink(t, cfg)
-	write(s, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
-	eventually(t, "the notification given up", func() bool { return c.get("failed") == 1 })
-	if calls.Load() != 1 {
-		t.Fatalf("%d calls, want 1", calls.Load())
-	}
-	s.Close(context.Background())
-	newSink(t, cfg)
-	time.Sleep(200 * time.Millisecond)
-	if calls.Load() != 1 {
-		t.Fatal("a notification given up was sent again after a restart")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		var local localNet
+		url := local.handle(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			calls.Add(1)
+			w.Header().Set("Retry-After", "7200")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}))
+		var c counter
+		state := filepath.Join(t.TempDir(), "webhook.state")
+		cfg := Config{Client: local.client(), StateFile: state, MaxRetryTime: time.Hour, Counted: c.count, Notifiers: []rules.Notifier{notifier("g", "webhook", url, nil)}}
+		s := newSink(t, cfg)
+		write(s, transition("acme", "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+		eventually(t, "the notification given up", func() bool { return c.get("failed") == 1 })
+		if calls.Load() != 1 {
+			t.Fatalf("%d calls, want 1", calls.Load())
+		}
+		s.Close(context.Background())
+		newSink(t, cfg)
+		idle(3 * time.Hour)
+		if calls.Load() != 1 {
+			t.Fatal("a notification given up was sent again after a restart")
+		}
+	})
 }
 
 // The state file is rewritten as it grows: what was delivered stays known
 // (a re-emitted transition is not sent again) and what waits stays in the
 // outbox (sent after a restart).
 func TestStateFileCompactionKeepsDeliveriesAndOutbox(t *testing.T) {
-	was := compactAfter
-	t.Cleanup(func() { compactAfter = was }) // after the sinks' cleanups
-	compactAfter = 4 << 10
-	up := newReceiver(t)
-	down, _ := hangingServer(t)
-	state := filepath.Join(t.TempDir(), "webhook.state")
-	cfg := func(downURL string) Config {
-		return Config{StateFile: state, Notifiers: []rules.Notifier{notifier("up", "webhook", up.URL, nil), notifier("down", "webhook", downURL, nil)}}
-	}
-	var ts []rules.Transition
-	for i := range 40 {
-		ts = append(ts, transition(fmt.Sprintf("acct-%02d", i), "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
-	}
-	s := newSink(t, cfg(down.URL))
-	for _, tr := range ts {
-		write(s, tr)
-	}
-	up.waitFor(t, 40)
-	eventually(t, "the deliveries recorded", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.sent) == 40
-	})
-	data, _ := os.ReadFile(state)
-	outs := strings.Count(string(data), "out ")
-	if outs >= 80 {
-		t.Fatalf("the state file was not rewritten: %d outbox records for 40 waiting", outs)
-	}
-	stopNow, stop := context.WithCancel(context.Background())
-	stop()
-	s.Close(stopNow)
+	synctest.Test(t, func(t *testing.T) {
+		was := compactAfter
+		t.Cleanup(func() { compactAfter = was }) // after the sinks' cleanups
+		compactAfter = 4 << 10
+		var local localNet
+		up := local.receiver()
+		hang, _ := hanging(t)
+		down := local.handle(hang)
+		state := filepath.Join(t.TempDir(), "webhook.state")
+		cfg := func(downURL string) Config {
+			return Config{Client: local.client(), StateFile: state, Notifiers: []rules.Notifier{notifier("up", "webhook", up.URL, nil), notifier("down", "webhook", downURL, nil)}}
+		}
+		var ts []rules.Transition
+		for i := range 40 {
+			ts = append(ts, transition(fmt.Sprintf("acct-%02d", i), "gone_dark", rules.PhaseFiring, rules.SeverityHigh, "li"))
+		}
+		s := newSink(t, cfg(down))
+		for _, tr := range ts {
+			write(s, tr)
+		}
+		up.waitFor(t, 40)
+		eventually(t, "the deliveries recorded", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.sent) == 40
+		})
+		data, _ := os.ReadFile(state)
+		outs := strings.Count(string(data), "out ")
+		if outs >= 80 {
+			t.Fatalf("the state file was not rewritten: %d outbox records for 40 waiting", outs)
+		}
+		stopNow, stop := context.WithCancel(context.Background())
+		stop()
+		s.Close(stopNow)
 
-	later := newReceiver(t)
-	again := newSink(t, cfg(later.URL))
-	for _, tr := range ts {
-		write(again, tr) // re-emitted: "up" has them all
-	}
-	later.waitFor(t, 40) // "down"'s outbox, sent now
-	time.Sleep(200 * time.Millisecond)
-	if n := len(up.got()); n != 40 {
-		t.Fatalf("%d deliveries to up, want 40: the rewrite lost deliveries", n)
-	}
-	if n := len(later.got()); n != 40 {
-		t.Fatalf("%d deliveries of down's outbox, want 40", n)
-	}
+		later := local.receiver()
+		again := newSink(t, cfg(later.URL))
+		for _, tr := range ts {
+			write(again, tr) // re-emitted: "up" has them all
+		}
+		later.waitFor(t, 40) // "down"'s outbox, sent now
+		idle(time.Minute)    // and no more
+		if n := len(up.got()); n != 40 {
+			t.Fatalf("%d deliveries to up, want 40: the rewrite lost deliveries", n)
+		}
+		if n := len(later.got()); n != 40 {
+			t.Fatalf("%d deliveries of down's outbox, want 40", n)
+		}
+	})
 }
 
 // A rewrite of the state file that fails as it grows is not only logged:
