@@ -54,7 +54,7 @@ func TestLagFollowsTheBacklogWhileASinkHoldsPartitionsBack(t *testing.T) {
 	cfg.Engine.ScoreRows = true // every partition has rows to write, so every one is held back
 	r := start(t, cfg, rs, sink)
 	waitFor(t, "the first batches", 30*time.Second, func() bool { return hooks.seen.Load() > 0 })
-	time.Sleep(time.Second) // every partition is held back by now
+	waitFor(t, "every partition held back", 30*time.Second, func() bool { return heldBack(&hooks.counter, sink) })
 	blocked := hooks.seen.Load()
 	produce(t, brokers, lines[half:])
 	waitFor(t, "the lag to count the events produced since", 10*time.Second, func() bool {
@@ -87,7 +87,14 @@ func TestShutdownSaysWhatWasNotSaved(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	waitFor(t, "the first batches", 30*time.Second, func() bool { return hooks.seen.Load() > 0 })
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, "a refused write", 30*time.Second, func() bool {
+		for p := range partitions {
+			if sink.refused[p].Load() > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	cancel()
 	var err error
 	select {
@@ -181,10 +188,12 @@ func TestDeadLettersKeepTheirKeys(t *testing.T) {
 type hangingSink struct {
 	collector
 	down atomic.Bool
+	hung atomic.Int64 // flushes that hung
 }
 
 func (h *hangingSink) Flush(ctx context.Context) error {
 	if h.down.Load() {
+		h.hung.Add(1)
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -204,7 +213,7 @@ func TestASinkThatCannotFlushDoesNotStopScoring(t *testing.T) {
 	dir := t.TempDir()
 	r := start(t, testConfig(brokers, dir, hooks), rs, sink)
 	waitFor(t, "readiness", 30*time.Second, r.c.Ready)
-	time.Sleep(time.Second) // the first checkpoints hang
+	waitFor(t, "a checkpoint to hang", 30*time.Second, func() bool { return sink.hung.Load() > 0 })
 	lines := generate(20, 10)
 	produce(t, brokers, lines)
 	waitFor(t, "every event applied while the sink hangs", 30*time.Second, func() bool { return hooks.seen.Load() >= int64(len(lines)) })

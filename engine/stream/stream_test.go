@@ -107,15 +107,18 @@ func writeMessages(t testing.TB, brokers []string, topic string, balancer kafka.
 	}
 }
 
-// collector is a sink that keeps every transition it accepts.
+// collector is a sink that keeps every transition it accepts; while fail
+// is set it refuses every write, counting them by partition.
 type collector struct {
-	mu    sync.Mutex
-	lines []string
-	fail  atomic.Bool
+	mu      sync.Mutex
+	lines   []string
+	fail    atomic.Bool
+	refused [partitions]atomic.Int64
 }
 
 func (c *collector) Write(_ context.Context, b *engine.Batch) error {
 	if c.fail.Load() {
+		c.refused[b.Partition].Add(1)
 		return fmt.Errorf("sink down")
 	}
 	c.mu.Lock()
@@ -144,13 +147,28 @@ func sortedUnique(in []string) []string {
 type counter struct {
 	NopHooks
 	seen         atomic.Int64
+	byPartition  [partitions]atomic.Int64
 	byReason     [engine.NumReasons]atomic.Int64
 	deadLettered atomic.Int64
 }
 
-func (c *counter) Events(_ int32, r engine.Reason, n int) {
+func (c *counter) Events(p int32, r engine.Reason, n int) {
 	c.seen.Add(int64(n))
+	c.byPartition[p].Add(int64(n))
 	c.byReason[r].Add(int64(n))
+}
+
+// heldBack reports whether every partition that applied events has had
+// its sink write refused three times (two retries after the first
+// failure): a task applies at most one batch while its write is in
+// flight, so by then each waits for the sink and applies nothing more.
+func heldBack(hooks *counter, sink *collector) bool {
+	for p := range partitions {
+		if hooks.byPartition[p].Load() > 0 && sink.refused[p].Load() < 3 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *counter) DeadLettered(n int) { c.deadLettered.Add(int64(n)) }
@@ -194,14 +212,18 @@ func (r *running) stop(t testing.TB) {
 	}
 }
 
+// waitFor checks ok every 20 ms until it holds, for at most timeout.
 func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
 	for !ok() {
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -444,14 +466,19 @@ func TestFailingSinkAppliesBackpressure(t *testing.T) {
 	produce(t, brokers, lines[:half])
 	sink := &collector{}
 	sink.fail.Store(true)
-	hooks := &counter{}
+	hooks := &lagHooks{lag: map[int32]int64{}}
 	dir := t.TempDir()
-	r := start(t, testConfig(brokers, dir, hooks), rs, sink)
+	cfg := testConfig(brokers, dir, hooks)
+	cfg.LagInterval = 100 * time.Millisecond
+	r := start(t, cfg, rs, sink)
 	waitFor(t, "the first batches", 30*time.Second, func() bool { return hooks.seen.Load() > 0 })
-	time.Sleep(time.Second)
+	waitFor(t, "every partition held back", 30*time.Second, func() bool { return heldBack(&hooks.counter, sink) })
 	blocked := hooks.seen.Load()
 	produce(t, brokers, lines[half:])
-	time.Sleep(time.Second)
+	// The consumer sees the new events (the lag counts them) and applies none.
+	waitFor(t, "the lag to count the events produced since", 10*time.Second, func() bool {
+		return hooks.sum() == int64(len(lines))-hooks.seen.Load()
+	})
 	if n := hooks.seen.Load(); n != blocked || n > int64(half) {
 		t.Fatalf("applied %d events, then %d, while the sink was down: no backpressure", blocked, n)
 	}
@@ -520,10 +547,12 @@ type bufferingSink struct {
 	collector
 	down    atomic.Bool
 	flushes atomic.Int64
+	refused atomic.Int64 // flushes refused while down
 }
 
 func (b *bufferingSink) Flush(context.Context) error {
 	if b.down.Load() {
+		b.refused.Add(1)
 		return fmt.Errorf("sink down")
 	}
 	b.flushes.Add(1)
@@ -544,7 +573,9 @@ func TestCheckpointsWaitForBufferingSinks(t *testing.T) {
 	dir := t.TempDir()
 	start(t, testConfig(brokers, dir, hooks), rs, sink)
 	waitFor(t, "every event", 60*time.Second, func() bool { return hooks.seen.Load() >= int64(len(lines)) })
-	time.Sleep(time.Second) // five checkpoint intervals
+	// Checkpoints are attempted (twice a partition), and each stops at
+	// the refused flush.
+	waitFor(t, "checkpoint attempts", 30*time.Second, func() bool { return sink.refused.Load() >= 2*partitions })
 	if ckpts, _ := filepath.Glob(filepath.Join(dir, "*.ckpt")); len(ckpts) > 0 {
 		t.Fatalf("checkpointed %v while the sink could not flush", ckpts)
 	}
