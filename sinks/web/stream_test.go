@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,15 @@ type live struct {
 	brokers []string
 	c       *stream.Consumer
 	url     string
+	clock   *testClock
 }
+
+// testClock is the wall clock of a live consumer and its server: the real
+// one, which a test moves forward to age the snapshots without waiting.
+type testClock struct{ ahead atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *testClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
 
 func startLive(t *testing.T, sink engine.Sink, checkpointEvery time.Duration) *live {
 	t.Helper()
@@ -45,8 +54,9 @@ func startLive(t *testing.T, sink engine.Sink, checkpointEvery time.Duration) *l
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	l := &live{brokers: cluster.ListenAddrs()}
+	l := &live{brokers: cluster.ListenAddrs(), clock: &testClock{}}
 	cfg := stream.Config{
+		Now:     l.clock.now,
 		Brokers: l.brokers, Topic: "events", Group: "web-test", CheckpointDir: t.TempDir(),
 		CheckpointInterval: checkpointEvery,
 		Engine:             engine.Config{ScoreRows: true}, // as with ClickHouse: every new account writes a score row
@@ -56,7 +66,7 @@ func startLive(t *testing.T, sink engine.Sink, checkpointEvery time.Duration) *l
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.c.Run(ctx) }()
-	ts := httptest.NewServer((&Server{Source: l.c}).Handler())
+	ts := httptest.NewServer((&Server{Source: l.c, Now: l.clock.now}).Handler())
 	l.url = ts.URL
 	t.Cleanup(func() {
 		ts.Close()
@@ -166,14 +176,18 @@ func apiAccounts(t *testing.T, body string) map[string]map[string]any {
 	return out
 }
 
+// waitFor checks ok every 50 ms until it holds, for at most timeout.
 func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
 	for !ok() {
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -292,7 +306,7 @@ func TestAnswersWithinASecondWhileSinksBlock(t *testing.T) {
 	})
 	// A checkpoint's flush is waiting for the write now, and every
 	// snapshot is older than a request accepts without asking.
-	time.Sleep(SnapshotMaxAge + 200*time.Millisecond)
+	l.clock.advance(SnapshotMaxAge + 200*time.Millisecond)
 
 	all := append(slices.Clone(ids), fresh...)
 	var onBlocked string
@@ -360,7 +374,7 @@ func TestAnswersWithinASecondWhileSinksBlock(t *testing.T) {
 		defer g.mu.Unlock()
 		return g.flushing >= streamPartitions
 	})
-	time.Sleep(1500 * time.Millisecond)
+	l.clock.advance(1500 * time.Millisecond)
 	got = checkEndpoints("flush blocked")
 	r := fetch(t, l.url+"/api/accounts?limit=1000")
 	if age, _ := strconv.ParseFloat(r.h.Get("X-Pulse-Snapshot-Age"), 64); age < 1.4 {
