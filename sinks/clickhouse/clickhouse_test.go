@@ -468,8 +468,11 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 		}
 		done <- nil
 	}()
+	// The outage is seen (an INSERT failed) and the Writes under way.
+	if !eventually(30*time.Second, func() bool { return failed.Load() > 0 && written.Load() > 0 }) {
+		t.Fatalf("no failed INSERT reported (%d rows written)", written.Load())
+	}
 	flushed := make(chan error, 1)
-	time.Sleep(time.Second)
 	go func() { flushed <- sink.Flush(ctx) }()
 	select {
 	case err := <-done:
@@ -483,7 +486,7 @@ func TestBackpressureWhileClickHouseIsDown(t *testing.T) {
 	}
 	// Every failed INSERT is reported (the outage shows in the metrics).
 	if n := failed.Load(); n < 2 {
-		t.Fatalf("%d failed INSERTs reported in 3 s of retrying", n)
+		t.Fatalf("%d failed INSERTs reported in 2 s of retrying", n)
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
@@ -516,6 +519,7 @@ func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 	srv := chtest.Start(t)
 	var mu sync.Mutex
 	var inserts []int
+	var insertedAt []time.Time
 	ctx := context.Background()
 	const batchRows, flushInterval = 1000, 2 * time.Second
 	sink, err := Open(ctx, Config{Addr: []string{srv.Addr()}, Database: "cut", BatchRows: batchRows, FlushInterval: flushInterval, Log: quiet,
@@ -523,6 +527,7 @@ func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 			if table == "scores" {
 				mu.Lock()
 				inserts = append(inserts, rows)
+				insertedAt = append(insertedAt, time.Now())
 				mu.Unlock()
 			}
 		}})
@@ -562,10 +567,7 @@ func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor := time.Now().Add(10 * time.Second)
-	for len(stored()) < 2 && time.Now().Before(waitFor) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(10*time.Second, func() bool { return len(stored()) >= 2 })
 	if got := stored(); len(got) != 2 || got[0] < batchRows || got[1] < batchRows {
 		t.Fatalf("INSERTs of %v rows before Flush, want two of %d or more", got, batchRows)
 	}
@@ -579,19 +581,19 @@ func TestBatchesAreCutBySizeTimeAndFlush(t *testing.T) {
 		t.Fatalf("%d rows stored, want %d", c, n)
 	}
 	// A lone Write is stored after the flush interval, with no Flush.
+	wrote := time.Now()
 	if err := sink.Write(ctx, &engine.Batch{Scores: rows[n : n+10]}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(flushInterval / 2)
-	if got := stored(); len(got) != 3 {
-		t.Fatalf("INSERTs of %v: a lone Write was stored before the flush interval", got)
-	}
-	waitFor = time.Now().Add(3 * flushInterval)
-	for len(stored()) < 4 && time.Now().Before(waitFor) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(3*flushInterval, func() bool { return len(stored()) >= 4 })
 	if got := stored(); len(got) != 4 || got[3] != 10 {
 		t.Fatalf("INSERTs of %v: the lone Write was not stored after the flush interval", got)
+	}
+	mu.Lock()
+	after := insertedAt[3].Sub(wrote)
+	mu.Unlock()
+	if after < flushInterval/2 {
+		t.Fatalf("a lone Write was stored %v after it, before the flush interval (%v)", after, flushInterval)
 	}
 	// Flush with nothing pending returns at once; after Close it fails.
 	if d := took("empty flush", func() error { return sink.Flush(ctx) }); d > time.Second {
@@ -654,4 +656,20 @@ func TestInsertsArriveSortedAndOnce(t *testing.T) {
 	if n := count(t, sink, "SELECT count() FROM sorted.scores"); n != uint64(nScores) {
 		t.Fatalf("%d score rows stored, want %d", n, nScores)
 	}
+}
+
+// eventually checks ok every 10 ms until it holds, for at most timeout,
+// and reports whether it held.
+func eventually(timeout time.Duration, ok func() bool) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !ok() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return false
+		}
+	}
+	return true
 }

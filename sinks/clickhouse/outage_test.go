@@ -78,21 +78,21 @@ func TestOpenWhileClickHouseIsDown(t *testing.T) {
 func TestSchemaIsCreatedWhenClickHouseComesUp(t *testing.T) {
 	srv := chtest.Start(t)
 	srv.Stop()
-	sink, err := Open(context.Background(), Config{Addr: []string{srv.Addr()}, Database: "idle", Log: quiet})
+	var failed atomic.Int64
+	sink, err := Open(context.Background(), Config{Addr: []string{srv.Addr()}, Database: "idle", Log: quiet, Failed: func(error) { failed.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sink.Close(context.Background())
-	time.Sleep(300 * time.Millisecond)
+	// Open found it down, and a retry too.
+	if !eventually(30*time.Second, func() bool { return failed.Load() >= 2 }) {
+		t.Fatalf("%d failures reported, want Open's and a retry's", failed.Load())
+	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for sink.Dialect() == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("no schema 30 s after ClickHouse came up")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !eventually(30*time.Second, func() bool { return sink.Dialect() != "" }) {
+		t.Fatal("no schema 30 s after ClickHouse came up")
 	}
 	if n := count(t, sink, "SELECT count() FROM system.tables WHERE database = 'idle' AND name IN ('scores', 'alerts', 'revenue', 'daily')"); n != 4 {
 		t.Fatalf("%d of the 4 tables", n)

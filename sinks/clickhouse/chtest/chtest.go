@@ -140,7 +140,7 @@ func (s *Server) Restart() error {
 			s.Stop()
 			return fmt.Errorf("clickhouse-server did not start: %v\n%s", err, log)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // clickhouse-server is a separate process: poll it until it answers
 	}
 }
 
