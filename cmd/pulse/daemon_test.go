@@ -130,14 +130,18 @@ func (p *proc) output() string {
 	return string(b)
 }
 
+// waitUntil checks ok every 50 ms until it holds, for at most timeout.
 func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
 	for !ok() {
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -316,7 +320,7 @@ clickhouse: {addr: [%s], database: crash, flush_interval: 50ms}
 			if err := p.write(context.Background(), part[j:min(j+slice, len(part))]); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // pace the producer, so the kill lands while the separate daemon process consumes
 		}
 	}
 	if err := p.write(context.Background(), lines[(parts-1)*size:]); err != nil {
@@ -437,7 +441,7 @@ output: {transitions_file: "", metrics_interval: 100ms}
 	if code != 400 || !strings.Contains(body, "rules.yaml:3: alerts[0].when: unknown metric") {
 		t.Fatalf("bad reload: %d %s", code, body)
 	}
-	time.Sleep(300 * time.Millisecond) // three aggregate refreshes
+	time.Sleep(300 * time.Millisecond) // three aggregate refreshes of the daemon (a separate process) in which the rules must not change
 	if !metric(`rule="brand_new_rule"`) || !metric(`pulse_rules_reloads_total{result="error"} 1`) {
 		t.Fatal("a refused reload changed the rules in force")
 	}

@@ -162,7 +162,7 @@ webhooks: {state_file: %s}
 			}
 			break
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // poll the real Prometheus and ClickHouse until every query has data
 	}
 
 	t.Run("broken queries fail", func(t *testing.T) {

@@ -144,7 +144,7 @@ log: {format: json}
 		ok, _ := metricSum(t, base, "pulse_events_total", `result="ok"`)
 		return ok == float64(len(accounts))
 	})
-	time.Sleep(time.Second) // ten lag reports
+	time.Sleep(time.Second) // ten lag reports of the daemon (a separate process) in which it must not say caught up
 	if recs := caughtUp(); len(recs) > 0 {
 		t.Fatalf("caught up on events ten days old:\n%s", strings.Join(recs, "\n"))
 	}
@@ -153,7 +153,7 @@ log: {format: json}
 		t.Fatal(err)
 	}
 	waitUntil(t, `"caught up" in the log`, 30*time.Second, func() bool { return len(caughtUp()) > 0 })
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // ten more lag reports of the daemon process, in which it must not say it again
 	recs := caughtUp()
 	if len(recs) != 1 {
 		t.Fatalf("want one caught-up record, got:\n%s", strings.Join(recs, "\n"))

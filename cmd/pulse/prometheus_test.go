@@ -51,7 +51,7 @@ output: {transitions_file: "", metrics_interval: 200ms}
 			if check == nil || (ok && check(v)) || time.Now().After(deadline) {
 				break
 			}
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond) // poll the real Prometheus until it has scraped enough
 		}
 		if check == nil {
 			if ok {

@@ -52,7 +52,7 @@ func newSlowReceiver(t *testing.T) *slowReceiver {
 		i := len(r.reqs)
 		r.reqs = append(r.reqs, hookRequest{path: req.URL.Path, key: req.Header.Get("Idempotency-Key"), body: body, began: time.Now()})
 		r.mu.Unlock()
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // a slow receiver: the kills of the daemon process catch requests in flight
 		io.WriteString(w, "ok")
 		r.mu.Lock()
 		r.reqs[i].end = time.Now()
@@ -190,7 +190,7 @@ webhooks: {group_wait: 200ms, state_file: %s, max_age: "0"}
 	for i, after := range []int{4, 12, 22, 34} {
 		d := start()
 		for deadline := time.Now().Add(20 * time.Second); len(rcv.requests()) < after && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // poll the deliveries of the daemon process
 		}
 		if i == 2 {
 			if code := d.stop(t); code != 0 {
@@ -239,7 +239,7 @@ webhooks: {group_wait: 200ms, state_file: %s, max_age: "0"}
 	// left undelivered, 0.3 s each, a minute at most.
 	deadline := time.Now().Add(90 * time.Second)
 	for missing() > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // poll the deliveries of the daemon process
 	}
 	g := got()
 	for path, keys := range want {
