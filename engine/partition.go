@@ -369,9 +369,6 @@ func (p *Partition) evaluate(a *account, t int64) {
 	if t%nsPerDay == 0 {
 		a.record(dayOf(t), res.Score, res.Grade)
 	}
-	if !slices.Equal(a.firing, res.Firing) {
-		a.firing = append(a.firing[:0], res.Firing...)
-	}
 	p.transitions = append(p.transitions, res.Transitions...)
 	if p.cfg.ScoreRows && a.row.due(res.Score, res.Grade, depth, t, int64(p.cfg.ScoreInterval)) {
 		a.row = lastRow{ts: t, score: res.Score, grade: res.Grade, depth: depth}
@@ -523,7 +520,7 @@ func (p *Partition) state(a *account) AccountState {
 	card, score, factors, caps := p.rules.Explain(&a.rulesState, &s.Metrics, &a.attrs, s.Depth)
 	s.Scorecard, s.Score, s.Factors, s.Caps = card.Name, score, factors, caps
 	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
-	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
+	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firingAlerts())
 	if s.Alerts == nil {
 		s.Alerts = []string{}
 	}
