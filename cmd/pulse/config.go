@@ -22,6 +22,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pulsehq/pulse/config"
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
@@ -399,7 +400,7 @@ func (rc *runConfig) validate(p *configProblems) {
 	ec.MaxAccounts, ec.MaxUsers = fc.Engine.MaxAccounts, fc.Engine.MaxUsers
 	ec.MaxSkew = dur("engine.max_skew", fc.Engine.MaxSkew, defaults.Engine.MaxSkew, false)
 	for _, err := range unjoin(ec.Validate()) {
-		var se *engine.SettingError
+		var se *config.Error
 		if errors.As(err, &se) {
 			p.add("engine."+se.Key, se.Err)
 		} else {

@@ -162,7 +162,7 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	rc.stream.Hooks = metrics
 	rc.stream.Log = log
 	consumer := stream.New(rc.stream, rs, sinks)
-	aggregates := &prom.Aggregates{Source: consumer, Interval: rc.aggregateInterval}
+	aggregates := &prom.Aggregates{View: consumer, Interval: rc.aggregateInterval}
 	metrics.Registry().MustRegister(aggregates)
 	go aggregates.Run(ctx)
 
@@ -190,7 +190,7 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	}()
 
 	srv := &http.Server{
-		Handler: (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify), Recent: recent,
+		Handler: (&web.Server{View: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify), Recent: recent,
 			Auth: rc.auth, Pprof: rc.file.HTTP.Pprof, MaxSnooze: rc.maxSnooze, MaxSnoozes: rc.file.HTTP.MaxSnoozes}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

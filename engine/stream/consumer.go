@@ -317,14 +317,16 @@ func (c *Consumer) watchLag(ctx context.Context) {
 	}
 }
 
-// ErrNotOwned is returned by Do when no partition answered in time.
+// ErrNotOwned is returned by do when no partition answered in time.
 var ErrNotOwned = errors.New("partition not owned by this instance")
 
-// Do runs fn in the goroutine of every partition this instance owns, one
+// do runs fn in the goroutine of every partition this instance owns, one
 // after another in partition order, and returns once all have run (or ctx
 // ends). fn may read the partition freely; it must not keep references to
-// its states after returning.
-func (c *Consumer) Do(ctx context.Context, fn func(p *engine.Partition)) error {
+// its states after returning. Readers outside the package use the
+// engine.View the consumer implements instead: it never waits for a
+// partition, and hands out no live state.
+func (c *Consumer) do(ctx context.Context, fn func(p *engine.Partition)) error {
 	c.mu.Lock()
 	tasks := make([]*task, 0, len(c.tasks))
 	for _, t := range c.tasks {

@@ -4,7 +4,7 @@
 // and readiness probes, /metrics, and POST /-/reload.
 //
 // It never waits for the partitions: every answer is read from the
-// snapshots the partitions the instance owns publish (Source.Snapshots),
+// snapshots the partitions the instance owns publish (engine.View),
 // so it comes within a second whatever the sinks do, and says how stale it
 // may be (X-Pulse-Snapshot-Age, and per account "snapshot_age_seconds").
 // An account held by several partitions (its events were produced to more
@@ -15,7 +15,6 @@ package web
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,19 +33,11 @@ import (
 	"github.com/pulsehq/pulse/rules"
 )
 
-// Source is what the server reads: the partitions this instance owns.
-type Source interface {
-	// Snapshots returns the latest snapshot of every owned partition. It
-	// asks for fresh ones where the last is older than maxAge and waits
-	// for them until ctx ends, never longer.
-	Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot
-	Ready() bool
-	Rules() *rules.Ruleset
-}
-
 // Server is the HTTP front of one Pulse instance.
 type Server struct {
-	Source  Source
+	// View is what the server reads: the accounts of the partitions this
+	// instance owns, as snapshots.
+	View    engine.View
 	Metrics http.Handler
 	// Reload reloads the rules file; it returns why a bad file was refused
 	// (the old rules stay). Nil disables POST /-/reload.
@@ -197,7 +188,7 @@ func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	if !s.Source.Ready() {
+	if !s.View.Ready() {
 		http.Error(w, "not ready: joining the group or restoring partitions", http.StatusServiceUnavailable)
 		return
 	}
@@ -329,7 +320,7 @@ type alertView struct {
 // firing lists the firing alerts of the rules in force, most severe first.
 // Only the record the view keeps of a split account counts.
 func (s *Server) firing(v *view) []alertView {
-	rs := s.Source.Rules()
+	rs := s.View.Rules()
 	var out []alertView
 	for _, snap := range v.snaps {
 		for _, fa := range snap.Firing {
