@@ -3,25 +3,67 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsehq/pulse/sinks"
+	"github.com/pulsehq/pulse/sinks/clickhouse"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 func noEnv(string) string { return "" }
+
+// loadOutputs returns every registered output at its defaults.
+func loadOutputs() []sinks.Loaded {
+	var out []sinks.Loaded
+	for _, o := range outputs {
+		out = append(out, o.Load())
+	}
+	return out
+}
+
+// checkedConfig is the config the output named name was checked into.
+func checkedConfig(t *testing.T, rc *runConfig, name string) any {
+	t.Helper()
+	for _, o := range rc.outputs {
+		if o.Name() == name {
+			return o.Config()
+		}
+	}
+	t.Fatalf("no output %s", name)
+	return nil
+}
+
+// builtinPlan is what the daemon runs with rc and the model built into
+// the binary: the outputs that are on, by name, and whether the engine
+// emits score rows.
+func builtinPlan(t *testing.T, rc *runConfig) (on map[string]bool, scoreRows bool) {
+	t.Helper()
+	rs, err := loadRules("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, sc := rc.plan(rs)
+	on = map[string]bool{}
+	for _, o := range outs {
+		on[o.Name()] = true
+	}
+	return on, sc.Engine.ScoreRows
+}
 
 func TestDefaultConfigIsTheEmbeddedDefault(t *testing.T) {
 	rc, err := loadConfig("", noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rc.embedded || rc.file.Listen != "127.0.0.1:8080" || rc.stream.Brokers[0] != "127.0.0.1:9092" ||
+	on, scoreRows := builtinPlan(t, rc)
+	if !rc.embedded || rc.web.Listen != "127.0.0.1:8080" || rc.stream.Brokers[0] != "127.0.0.1:9092" ||
 		rc.stream.Topic != "events" || rc.file.Embedded.Partitions != 8 || rc.stream.Engine.EvalInterval != time.Minute ||
-		rc.clickhouse != nil || rc.stream.Engine.ScoreRows || rc.stream.Engine.ScoreInterval != time.Hour {
-		t.Fatalf("default config %+v", rc)
+		on["clickhouse"] || !on["file"] || scoreRows || rc.stream.Engine.ScoreInterval != time.Hour {
+		t.Fatalf("default config %+v, outputs %v", rc, on)
 	}
 }
 
@@ -40,11 +82,13 @@ engine: {retention: 60d, idle_advance: "0"}
 	if err != nil {
 		t.Fatal(err)
 	}
+	ch := checkedConfig(t, rc, "clickhouse").(clickhouse.Config)
+	on, scoreRows := builtinPlan(t, rc)
 	if rc.embedded || strings.Join(rc.stream.Brokers, ",") != "a:1,b:2" || rc.stream.Group != "csm" ||
 		rc.file.Kafka.SASL.Password != "s3cret" || rc.stream.Dialer.SASLMechanism == nil ||
 		rc.stream.Engine.Retention != 60*24*time.Hour || rc.stream.IdleAdvance != 0 ||
-		rc.clickhouse == nil || rc.clickhouse.Addr[0] != "ch:9000" || rc.clickhouse.Password != "pw" || !rc.stream.Engine.ScoreRows {
-		t.Fatalf("config %+v", rc)
+		!on["clickhouse"] || ch.Addr[0] != "ch:9000" || ch.Password != "pw" || !scoreRows {
+		t.Fatalf("config %+v, clickhouse %+v", rc, ch)
 	}
 }
 
@@ -189,13 +233,16 @@ clickhouse: {addr: [ch:9440], tls: {enabled: true, ca_file: %[1]s}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, tc := range map[string]*tls.Config{"clickhouse": rc.clickhouse.TLS, "kafka": rc.stream.Dialer.TLS} {
+	for name, tc := range map[string]*tls.Config{"clickhouse": checkedConfig(t, rc, "clickhouse").(clickhouse.Config).TLS, "kafka": rc.stream.Dialer.TLS} {
 		if tc == nil || tc.RootCAs == nil || tc.MinVersion != tls.VersionTLS12 || tc.InsecureSkipVerify {
 			t.Errorf("%s TLS config %+v", name, tc)
 		}
 	}
 	rc, err = loadConfig("", func(k string) string { return map[string]string{"PULSE_CLICKHOUSE_ADDR": "ch:9000"}[k] })
-	if err != nil || rc.clickhouse == nil || rc.clickhouse.TLS != nil {
-		t.Fatalf("without clickhouse.tls: %v, %+v", err, rc.clickhouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := checkedConfig(t, rc, "clickhouse").(clickhouse.Config); ch.Addr == nil || ch.TLS != nil {
+		t.Fatalf("without clickhouse.tls: %+v", ch)
 	}
 }

@@ -45,8 +45,8 @@ type Server struct {
 	// Snoozer silences an account's notifications; nil disables
 	// /api/accounts/{id}/snooze.
 	Snoozer Snoozer
-	// MaxSnooze bounds a snooze (DefaultMaxSnooze where 0); MaxSnoozes
-	// the accounts snoozed at once (DefaultMaxSnoozes where 0).
+	// MaxSnooze bounds a snooze, MaxSnoozes the accounts snoozed at once
+	// (DefaultConfig's where 0).
 	MaxSnooze  time.Duration
 	MaxSnoozes int
 	// Auth guards the routes; the zero value lets everyone in.
@@ -72,12 +72,6 @@ type Snoozer interface {
 	// Snoozes returns the number of accounts snoozed now.
 	Snoozes() int
 }
-
-// Bounds of snoozes where the Server sets none.
-const (
-	DefaultMaxSnooze  = 90 * 24 * time.Hour
-	DefaultMaxSnoozes = 10_000
-)
 
 // Handler returns the routes. Changes (POST, DELETE) are accepted only
 // as Server.writing says; every other route but the probes needs the
@@ -159,12 +153,12 @@ func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 			}
 			until = now.Add(d)
 		}
-		limit := cmp.Or(s.MaxSnooze, DefaultMaxSnooze)
+		limit := cmp.Or(s.MaxSnooze, DefaultConfig().MaxSnooze)
 		if until.Sub(now) > limit {
 			http.Error(w, fmt.Sprintf("a snooze lasts at most %s (http.max_snooze)", days(limit)), http.StatusBadRequest)
 			return
 		}
-		if s.Snoozer.Snoozed(id).IsZero() && s.Snoozer.Snoozes() >= cmp.Or(s.MaxSnoozes, DefaultMaxSnoozes) {
+		if s.Snoozer.Snoozed(id).IsZero() && s.Snoozer.Snoozes() >= cmp.Or(s.MaxSnoozes, DefaultConfig().MaxSnoozes) {
 			http.Error(w, fmt.Sprintf("%d accounts are snoozed already, the most there may be (http.max_snoozes)", s.Snoozer.Snoozes()), http.StatusTooManyRequests)
 			return
 		}
