@@ -153,7 +153,7 @@ func (c DialerConfig) Dialer() (*kafka.Dialer, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	d := c.plain()
+	d := c.TCP()
 	var errs []error
 	tc, err := c.TLS.Client()
 	if err != nil {
@@ -180,7 +180,7 @@ func (c DialerConfig) Dialer() (*kafka.Dialer, error) {
 	return d, nil
 }
 
-// plain is the dialer without TLS or SASL.
-func (c DialerConfig) plain() *kafka.Dialer {
+// TCP returns the dialer without its TLS and SASL settings: plain TCP.
+func (c DialerConfig) TCP() *kafka.Dialer {
 	return &kafka.Dialer{Timeout: c.Timeout, DualStack: true}
 }

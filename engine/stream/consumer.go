@@ -66,7 +66,7 @@ type Config struct {
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.Dialer == nil {
-		c.Dialer = DefaultDialerConfig().plain()
+		c.Dialer = DefaultDialerConfig().TCP()
 	}
 	c.Start = cmp.Or(c.Start, d.Start)
 	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, d.CheckpointInterval)
