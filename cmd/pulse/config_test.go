@@ -119,6 +119,12 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		"embedded: {demo: {speed: 0.5}}\n":                            "bad.yaml:1: embedded.demo.speed: 0.5 must be ≥ 1",
 		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n":   "bad.yaml:3: clickhouse.tls.ca_file",
 		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, cert_file: /nonexistent.pem}\n": "bad.yaml:3: clickhouse.tls.cert_file: with key_file",
+		"kafka_out:\n  scores_topic: a/b\n":                                                     `bad.yaml:2: kafka_out.scores_topic: "a/b" is not a Kafka topic name`,
+		"kafka_out:\n  brokers: [k:9092]\n":                                                     "bad.yaml:1: kafka_out: scores_topic or transitions_topic is required",
+		"kafka_out: {scores_topic: pulse, transitions_topic: pulse}\n":                          `bad.yaml:1: kafka_out.transitions_topic: "pulse" is scores_topic too`,
+		"kafka_out:\n  topic: x\n":                                                              "bad.yaml:2: kafka_out.topic: unknown key",
+		"clickhouse:\n  flush_interval: soon\n":                                                 `bad.yaml:2: clickhouse.flush_interval: "soon" is not a positive duration`,
+		"kafka:\n  fetch_max_bytes: 512KiB\n":                                                   "bad.yaml:2: kafka.fetch_max_bytes: 524288 is below 1 MiB",
 	} {
 		path := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(path, []byte(src), 0o644)
@@ -210,6 +216,7 @@ func TestConfigBoundsAccepted(t *testing.T) {
 		"kafka:\n  topic: a.b_c-D9\n  dead_letter_topic: dead.letters\n",
 		"kafka:\n  session_timeout: 3s\n",
 		"kafka:\n  session_timeout: 30m\n",
+		"kafka:\n  fetch_max_bytes: 1MiB\n",
 	} {
 		path := filepath.Join(t.TempDir(), "good.yaml")
 		os.WriteFile(path, []byte(src), 0o644)

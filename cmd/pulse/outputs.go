@@ -11,6 +11,7 @@ import (
 	"github.com/pulsehq/pulse/sinks"
 	"github.com/pulsehq/pulse/sinks/clickhouse"
 	"github.com/pulsehq/pulse/sinks/file"
+	"github.com/pulsehq/pulse/sinks/kafka"
 	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
@@ -26,6 +27,7 @@ var outputs = []sinks.Output{
 	webhook.Output,
 	clickhouse.Output,
 	file.Output,
+	kafka.Output,
 }
 
 // plannedOutput is an output the daemon opens, with what it needs.
