@@ -131,8 +131,7 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	for _, o := range on {
 		s, err := o.Open(ctx, env)
 		if err != nil {
-			engine.Sinks(opened).Close(ctx)
-			return err
+			return errors.Join(err, engine.Sinks(opened).Close(ctx))
 		}
 		opened = append(opened, s)
 		all = append(all, metrics.Wrap(o.Name(), s))
