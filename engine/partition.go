@@ -2,17 +2,18 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/pulsehq/pulse/config"
 	"github.com/pulsehq/pulse/rules"
 )
 
-// Config holds the engine's timing settings. Zero values take the defaults
-// of DefaultConfig.
+// Config holds the engine's settings. DefaultConfig has the defaults (of
+// SPEC §1 and §4), in this one place; NewPartition takes a zero setting
+// as its default (WithDefaults).
 type Config struct {
 	// Retention bounds state: events older than clock − Retention are
 	// dropped as late, and accounts with no event for Retention are evicted.
@@ -62,22 +63,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// SettingError is a Config setting out of range. Key names it as the
-// config file's engine block does (retention, eval_interval, …).
-type SettingError struct {
-	Key string
-	Err error
-}
-
-func (e *SettingError) Error() string { return e.Key + ": " + e.Err.Error() }
-func (e *SettingError) Unwrap() error { return e.Err }
-
 // Validate reports every setting that is out of range, each a
-// *SettingError, joined; nil when all are in range.
+// *config.Error keyed as the config file's engine block writes it
+// (retention, eval_interval, …), joined; nil when all are in range. It
+// checks a complete config: DefaultConfig with changes, or WithDefaults'.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, &SettingError{Key: key, Err: fmt.Errorf(format, args...)})
+		errs = append(errs, config.Errorf(key, format, args...))
 	}
 	days := rules.FormatDuration
 	if c.Retention < 31*24*time.Hour {
@@ -103,13 +96,14 @@ func (c Config) Validate() error {
 	if c.MaxUsers < 0 {
 		bad("max_users_per_account", "%d must be positive", c.MaxUsers)
 	}
-	if c.MaxSkew < 0 {
-		bad("max_skew", "%s must not be negative", days(c.MaxSkew))
+	if c.MaxSkew <= 0 {
+		bad("max_skew", "%s must be positive", days(c.MaxSkew))
 	}
 	return errors.Join(errs...)
 }
 
-// WithDefaults fills zero settings with the defaults.
+// WithDefaults returns c with every zero setting set from DefaultConfig
+// (a zero SweepInterval to at least EvalInterval).
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.Retention == 0 {
