@@ -18,7 +18,7 @@ import (
 	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
-// partitions is a Source over in-process partitions fed with real events:
+// partitions is an engine.View over in-process partitions fed with real events:
 // each request gets fresh snapshots of them, taken at now (time.Now when
 // nil).
 type partitions struct {
@@ -71,7 +71,7 @@ func serverOf(t *testing.T, options ...func(*Server)) (*httptest.Server, *partit
 		src.parts[engine.PartitionOf(ev.Account, 2)].Apply(&ev, 0)
 	}
 	reloads := 0
-	s := &Server{Source: src, Reload: func() error {
+	s := &Server{View: src, Reload: func() error {
 		if reloads++; reloads > 1 {
 			return errors.New("r.yaml:3: alerts[0].when: unknown metric")
 		}
@@ -393,7 +393,7 @@ func TestAlertsListOnlyRulesInForce(t *testing.T) {
 	}
 }
 
-// poisoned is a Source whose snapshots hold NaN and infinities where the
+// poisoned is an engine.View whose snapshots hold NaN and infinities where the
 // engine keeps numbers: the score, every metric and every factor.
 type poisoned struct{ *partitions }
 
@@ -417,7 +417,7 @@ func (p poisoned) Snapshots(ctx context.Context, maxAge time.Duration) []*engine
 // A value that is not a finite number is written as null in the JSON API
 // and as "no value" on the pages, which stay well-formed.
 func TestNonFiniteNumbersAreNull(t *testing.T) {
-	ts, _ := serverOf(t, func(s *Server) { s.Source = poisoned{s.Source.(*partitions)} })
+	ts, _ := serverOf(t, func(s *Server) { s.View = poisoned{s.View.(*partitions)} })
 	for _, path := range []string{"/api/accounts", "/api/accounts/dark", "/api/alerts"} {
 		code, _, body := get(t, ts.URL+path)
 		var v any
