@@ -27,7 +27,7 @@ func TestEmbeddedBrokerPort(t *testing.T) {
 			continue
 		}
 		_, port, _ := strings.Cut(listen, ":")
-		if want := fmt.Sprintf("embedded.listen: port %q", port); !strings.HasPrefix(err.Error(), want) {
+		if want := fmt.Sprintf("embedded.listen: %q is not a port number", port); !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: %v, want %s…", listen, err, want)
 		}
 	}

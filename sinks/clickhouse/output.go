@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -61,7 +60,7 @@ var Output = &sinks.Spec[settings, Config]{
 		defer cancel()
 		s, err := Open(octx, c)
 		if err != nil {
-			return nil, fmt.Errorf("clickhouse: %w", err)
+			return nil, err // it says "clickhouse:"
 		}
 		return s, nil
 	},

@@ -24,7 +24,8 @@ type Config struct {
 	// BufferMessages bounds the messages written and not yet acknowledged:
 	// past it, Write waits (backpressure).
 	BufferMessages int
-	// RetryWait is the first wait after a failed produce, doubling up to
+	// RetryWait is about the first wait after a failed produce (jittered,
+	// as every retry pause: internal/backoff), doubling up to
 	// MaxRetryWait.
 	RetryWait    time.Duration
 	MaxRetryWait time.Duration

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/internal/backoff"
 	"github.com/pulsehq/pulse/rules"
 )
 
@@ -22,6 +22,7 @@ const IDHeader = "pulse-id"
 type Sink struct {
 	cfg Config
 	w   *kafkago.Writer
+	tr  *kafkago.Transport // the writer's own: Close ends its connections
 
 	mu      sync.Mutex
 	pending []kafkago.Message // accepted, not yet taken by the writer
@@ -45,8 +46,10 @@ func Open(cfg Config) (*Sink, error) {
 		return nil, err
 	}
 	d := cfg.Dialer
+	tr := &kafkago.Transport{Dial: d.DialFunc, TLS: d.TLS, SASL: d.SASLMechanism}
 	s := &Sink{
 		cfg: cfg,
+		tr:  tr,
 		w: &kafkago.Writer{
 			Addr:                   kafkago.TCP(cfg.Brokers...),
 			Balancer:               &kafkago.Murmur2Balancer{}, // as Kafka's Java client: by key
@@ -55,7 +58,7 @@ func Open(cfg Config) (*Sink, error) {
 			MaxAttempts:            1, // the sink retries, and counts each failure
 			BatchSize:              cfg.BufferMessages,
 			BatchTimeout:           time.Millisecond, // the sink's own buffer gathers the batch
-			Transport:              &kafkago.Transport{Dial: d.DialFunc, TLS: d.TLS, SASL: d.SASLMechanism},
+			Transport:              tr,
 		},
 		changed: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
@@ -175,7 +178,7 @@ func (s *Sink) run() {
 // produce writes msgs until every one is acknowledged (true), or ctx ends
 // (false, with s.lost set).
 func (s *Sink) produce(ctx context.Context, msgs []kafkago.Message) bool {
-	wait := s.cfg.RetryWait
+	retry := backoff.New(s.cfg.RetryWait, s.cfg.MaxRetryWait)
 	for {
 		err := s.w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -207,16 +210,16 @@ func (s *Sink) produce(ctx context.Context, msgs []kafkago.Message) bool {
 			msgs = again
 		}
 		s.cfg.Failed(err)
+		wait := retry.Next()
 		s.cfg.Log.Warn("kafka output: producing failed; retrying", "messages", len(msgs), "in", wait, "err", err)
 		s.mu.Lock()
 		s.lastErr = err
 		s.notify()
 		s.mu.Unlock()
 		select {
-		case <-time.After(wait + time.Duration(rand.Int64N(int64(wait)/2+1))):
+		case <-retry.Timer(wait):
 		case <-ctx.Done():
 		}
-		wait = min(2*wait, s.cfg.MaxRetryWait)
 	}
 }
 
@@ -267,6 +270,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	if cerr := s.w.Close(); err == nil {
 		err = cerr
 	}
+	s.tr.CloseIdleConnections()
 	if err != nil && left > 0 {
 		return fmt.Errorf("kafka: %d messages not stored: %w", left, err)
 	}
