@@ -60,7 +60,7 @@ func TestStaleEmbeddedCheckpointThatCannotBeRemoved(t *testing.T) {
 	if err := os.WriteFile(gone, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf("listen: 127.0.0.1:%d\nembedded: {listen: 127.0.0.1:%d, partitions: 2}\ncheckpoint: {dir: %q}\n",
+	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf("listen: 127.0.0.1:%d\nembedded: {listen: 127.0.0.1:%d, partitions: 2}\ncheckpoint: {dir: %q}\noutput: {transitions_file: \"\"}\n",
 		freePort(t), freePort(t), dir))
 	done := make(chan struct{})
 	var code int
@@ -89,6 +89,7 @@ func TestClickHouseRefusalIsNamedOnce(t *testing.T) {
 	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf(`listen: 127.0.0.1:%d
 embedded: {listen: 127.0.0.1:%d, partitions: 1}
 checkpoint: {dir: %s}
+output: {transitions_file: ""}
 clickhouse: {addr: [%s], username: nobody}
 `, freePort(t), freePort(t), filepath.Join(t.TempDir(), "ckpt"), ch.Addr()))
 	code, _, errs := pulse(t, "", "run", "--config", cfg)
