@@ -24,14 +24,18 @@ const (
 	StartCommitted = "committed" // the group's committed offset, else earliest
 )
 
-// Config configures a Consumer. Brokers, Topic, Group and CheckpointDir
-// are required; zero durations take the defaults of Defaults.
+// Config configures a Consumer. Brokers, Topic, Group and Checkpoints (or
+// CheckpointDir) are required; zero durations take the defaults of
+// Defaults.
 type Config struct {
-	Brokers            []string
-	Topic              string
-	Group              string
-	Dialer             *kafka.Dialer // TLS and SASL live here
-	Start              string
+	Brokers []string
+	Topic   string
+	Group   string
+	Dialer  *kafka.Dialer // TLS and SASL live here
+	Start   string
+	// Checkpoints is where partitions are checkpointed; nil: a DirStore
+	// in CheckpointDir.
+	Checkpoints        CheckpointStore
 	CheckpointDir      string
 	CheckpointInterval time.Duration
 	// IdleAdvance: once a partition has had no event for this long, its
@@ -81,6 +85,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.Checkpoints == nil {
+		c.Checkpoints = NewDirStore(c.CheckpointDir, c.Topic, c.Log)
 	}
 	if c.Hooks == nil {
 		c.Hooks = NopHooks{}
@@ -153,6 +160,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.caughtUp.since = c.cfg.Now()
 	c.mu.Unlock()
+	if err := c.cfg.Checkpoints.Open(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started: nothing to save
+		}
+		return fmt.Errorf("checkpoint store: %w", err)
+	}
+	// Closed last: the tasks' final saves (in group.Close below) use it.
+	defer c.cfg.Checkpoints.Close()
 	go c.watchLag(ctx)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.Group,
