@@ -53,9 +53,7 @@ const (
 	// larger records save no time.
 	maxRecord = 4 << 20
 	// recordSlack is room for what Kafka adds to a value in a record
-	// batch (batch header, record framing, the key), and for a codec's
-	// worst-case growth of an incompressible chunk, which counts against
-	// the limit too.
+	// batch (batch header, record framing, the key).
 	recordSlack = 4 << 10
 	// segmentBytes is the segment size of a topic Open creates. Kafka
 	// compacts closed segments only: with its 1 GiB default, replaced
@@ -63,9 +61,10 @@ const (
 	segmentBytes = 64 << 20
 	// scanBytes and readBytes bound one fetch when looking for the newest
 	// manifest (a few records are read, backwards from the end) and when
-	// reading a checkpoint's chunks.
+	// reading a checkpoint's chunks (larger fetches were slower: the
+	// client grows its buffers for each).
 	scanBytes = 1 << 20
-	readBytes = 32 << 20
+	readBytes = 4 << 20
 )
 
 // Store keeps each partition's checkpoint in a compacted Kafka topic. It
@@ -181,6 +180,11 @@ func (s *Store) open(ctx context.Context) error {
 	}
 	s.partitions = len(own.Partitions)
 	s.payload = min(limit, maxRecord) - recordSlack
+	if s.cfg.Compression != 0 {
+		// The limit applies to the compressed batch, and a codec may grow
+		// an incompressible chunk (snappy by up to a sixth).
+		s.payload = s.payload * 5 / 6
+	}
 	if s.payload < 4<<10 {
 		return fmt.Errorf("%s: max.message.bytes %d is too small for checkpoint chunks", s.cfg.Topic, limit)
 	}
@@ -268,7 +272,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) prefix(partition int32) string { return keyPrefix(s.cfg.Group, s.cfg.Source, partition) }
+func (s *Store) prefix(partition int32) string {
+	return keyPrefix(s.cfg.Group, s.cfg.Source, partition)
+}
 
 // changelogPartition is where a partition's checkpoints go. The topic is
 // created with as many partitions as the events topic, one each; should
