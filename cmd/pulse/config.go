@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pulsehq/pulse/engine"
+	"github.com/pulsehq/pulse/engine/changelog"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
 	"github.com/pulsehq/pulse/sinks/clickhouse"
@@ -130,9 +131,17 @@ type engineConfig struct {
 }
 
 type checkpointConfig struct {
+	Store    string `yaml:"store"` // dir | kafka
 	Dir      string `yaml:"dir"`
+	Topic    string `yaml:"topic"` // store kafka: "" is <kafka.topic>.pulse-checkpoints
 	Interval string `yaml:"interval"`
 }
+
+// Values of checkpoint.store.
+const (
+	storeDir   = "dir"
+	storeKafka = "kafka"
+)
 
 type embeddedConfig struct {
 	Listen     string     `yaml:"listen"`
@@ -182,7 +191,7 @@ func defaultConfig() fileConfig {
 		Kafka:      kafkaConfig{Topic: "events", Group: "pulse", Start: stream.StartEarliest, FetchMaxBytes: 16 << 20, FetchMaxWait: "250ms", SessionTimeout: "10s"},
 		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m", ScoreInterval: "1h", MaxSkew: "1h"},
 		ClickHouse: clickhouseConfig{Database: "pulse", Username: "default", BatchRows: 100_000, FlushInterval: "1s"},
-		Checkpoint: checkpointConfig{Dir: "pulse-data/checkpoints", Interval: "30s"},
+		Checkpoint: checkpointConfig{Store: storeDir, Dir: "pulse-data/checkpoints", Interval: "30s"},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
@@ -202,6 +211,7 @@ type runConfig struct {
 	webhookRetryTime  time.Duration
 	webhookMaxAge     time.Duration
 	stream            stream.Config
+	changelog         *changelog.Config // checkpoint.store kafka; nil: the directory
 	auth              web.Auth
 	maxSnooze         time.Duration
 }
@@ -447,8 +457,29 @@ func (rc *runConfig) validate(p *configProblems) {
 	if fc.Kafka.FetchMaxBytes < 1<<20 {
 		p.addf("kafka.fetch_max_bytes", "%d is below 1 MiB, the largest event", fc.Kafka.FetchMaxBytes)
 	}
-	if fc.Checkpoint.Dir == "" {
-		p.addf("checkpoint.dir", "required")
+	switch fc.Checkpoint.Store {
+	case storeDir:
+		if fc.Checkpoint.Dir == "" {
+			p.addf("checkpoint.dir", "required")
+		}
+	case storeKafka:
+		topic := fc.Checkpoint.Topic
+		switch {
+		case topic != "":
+			topicName(p, "checkpoint.topic", topic)
+		case topicRe.MatchString(fc.Kafka.Topic): // else kafka.topic says what is wrong
+			if topic = changelog.DefaultTopic(fc.Kafka.Topic); len(topic) > 249 {
+				p.addf("checkpoint.topic", "the default, %s, is longer than Kafka's 249 characters: name a topic", topic)
+			}
+		}
+		if topic != "" && (topic == fc.Kafka.Topic || topic == fc.Kafka.DeadLetterTopic) {
+			p.addf("checkpoint.topic", "%q is the events or the dead-letter topic; checkpoints need a topic of their own", topic)
+		}
+		// Records are compressed with lz4: a checkpoint shrinks about
+		// fivefold (bench/results/changelog.md).
+		rc.changelog = &changelog.Config{Topic: topic, Source: fc.Kafka.Topic, Group: fc.Kafka.Group, Compression: kafka.Lz4}
+	default:
+		p.addf("checkpoint.store", "%q must be %s or %s", fc.Checkpoint.Store, storeDir, storeKafka)
 	}
 	if rc.embedded && fc.Embedded.Partitions < 1 {
 		p.addf("embedded.partitions", "%d must be ≥ 1", fc.Embedded.Partitions)
@@ -490,7 +521,27 @@ func (rc *runConfig) validate(p *configProblems) {
 		sc.Engine.ScoreRows = true
 	}
 	sc.Dialer = dialer(p, &fc.Kafka)
+	if rc.changelog != nil {
+		rc.changelog.Brokers, rc.changelog.Dialer = sc.Brokers, sc.Dialer
+	}
 	rc.stream = sc
+}
+
+// checkpointStore returns where partitions are checkpointed: the Kafka
+// topic, reading the directory's checkpoints (if any) for partitions the
+// topic has none of, so that moving a group to the topic rebuilds
+// nothing; or the directory. log is the daemon's.
+func (rc *runConfig) checkpointStore(log *slog.Logger) stream.CheckpointStore {
+	dir := stream.NewDirStore(rc.stream.CheckpointDir, rc.stream.Topic, log)
+	if rc.changelog == nil {
+		return dir
+	}
+	c := *rc.changelog
+	c.Log = log
+	if rc.stream.CheckpointDir == "" {
+		return changelog.New(c)
+	}
+	return stream.WithFallback(changelog.New(c), dir)
 }
 
 // credentials reads the HTTP credentials the config names from the
@@ -535,7 +586,10 @@ type dataDir struct{ key, dir string }
 // state file's. The defaults are all under pulse-data/ in the working
 // directory; pulse run creates each that is missing.
 func (rc *runConfig) dataDirs(rs *rules.Ruleset) []dataDir {
-	dirs := []dataDir{{"checkpoint.dir", rc.stream.CheckpointDir}}
+	var dirs []dataDir
+	if rc.changelog == nil {
+		dirs = append(dirs, dataDir{"checkpoint.dir", rc.stream.CheckpointDir})
+	}
 	if f := rc.file.Output.TransitionsFile; f != "" && f != "-" {
 		dirs = append(dirs, dataDir{"output.transitions_file", filepath.Dir(f)})
 	}

@@ -161,6 +161,7 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	sinks = append(sinks, metrics.Sink())
 	rc.stream.Hooks = metrics
 	rc.stream.Log = log
+	rc.stream.Checkpoints = rc.checkpointStore(log)
 	consumer := stream.New(rc.stream, rs, sinks)
 	aggregates := &prom.Aggregates{Source: consumer, Interval: rc.aggregateInterval}
 	metrics.Registry().MustRegister(aggregates)
