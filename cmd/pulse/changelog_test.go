@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // instance is one `pulse run` of a group whose instances share nothing
@@ -241,4 +243,39 @@ func TestThreeInstancesShareNothingButKafka(t *testing.T) {
 		t.Fatalf("%d partitions taken on from a checkpoint, %d of the 8 partitions: the handovers rebuilt instead", restores, len(checkpointed))
 	}
 	t.Logf("partitions taken on %d times, %d times from the changelog topic", len(taken), restores)
+}
+
+// A checkpoint topic that exists but is not compacted stops the start
+// with an error that names it and says what to do.
+func TestAnUncompactedCheckpointTopicStopsTheStart(t *testing.T) {
+	broker := startBrokerProcess(t)
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Transport: tr}
+	resp, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: "events.pulse-checkpoints", NumPartitions: 8, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "delete"}}}}})
+	if err == nil {
+		err = resp.Errors["events.pulse-checkpoints"]
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+listen: 127.0.0.1:%d
+kafka: {brokers: [%s]}
+checkpoint: {store: kafka}
+output: {transitions_file: ""}
+`, freePort(t), broker))
+	d := startPulseIn(t, dir, "run", "--config", cfg)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("pulse run did not stop:\n%s", d.output())
+	}
+	want := "pulse run: checkpoint store: the checkpoint topic is not compacted: events.pulse-checkpoints has cleanup.policy=delete;"
+	if code := d.cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(d.output(), want) || !strings.Contains(d.output(), "checkpoint.topic") {
+		t.Fatalf("exit %d, output:\n%s\nwant exit 2 and %q", code, d.output(), want)
+	}
 }

@@ -541,7 +541,7 @@ func (rc *runConfig) checkpointStore(log *slog.Logger) stream.CheckpointStore {
 	if rc.stream.CheckpointDir == "" {
 		return changelog.New(c)
 	}
-	return stream.WithFallback(changelog.New(c), dir)
+	return stream.WithFallback(changelog.New(c), dir, log)
 }
 
 // credentials reads the HTTP credentials the config names from the

@@ -142,3 +142,49 @@ func TestPartitionsMoveThroughTheChangelogTopic(t *testing.T) {
 		t.Fatalf("applied %d events in all, want %d: a handover re-read or skipped some", n, len(lines))
 	}
 }
+
+// A group that moves its checkpoints from a directory to the changelog
+// topic rebuilds nothing: the first start with the topic restores each
+// partition from its file (the topic has none yet) and copies the
+// checkpoint to the topic, which the next owner, without the files,
+// restores from — even though no event came in between.
+func TestMovingToTheChangelogTopicRebuildsNothing(t *testing.T) {
+	brokers := startBroker(t)
+	rs := exampleRules(t)
+	lines := generate(20, 20)
+	half := len(lines) / 2
+	sink := &collector{}
+	dir := t.TempDir()
+
+	produce(t, brokers, lines[:half])
+	files := &restoreHooks{}
+	first := start(t, testConfig(brokers, dir, files), rs, sink)
+	waitFor(t, "the first half", 60*time.Second, func() bool { return files.seen.Load() >= int64(half) })
+	first.stop(t)
+
+	end := endOffsets(t, brokers)
+	moved := &restoreHooks{}
+	cfg := testConfig(brokers, dir, moved)
+	cfg.Checkpoints = WithFallback(
+		changelog.New(changelog.Config{Brokers: brokers, Topic: changelog.DefaultTopic(topic), Source: topic, Group: cfg.Group, Log: testLog()}),
+		NewDirStore(dir, topic, testLog()), testLog())
+	second := start(t, cfg, rs, sink)
+	waitFor(t, "the partitions restored", 60*time.Second, func() bool { return second.c.Ready() && ownedBy(second.c) == partitions })
+	checkResumedAt(t, "the first start with the topic", moved.since(0), end)
+	second.stop(t) // nothing new applied: no final checkpoint
+
+	produce(t, brokers, lines[half:])
+	last := &restoreHooks{}
+	third := changelogInstance(t, brokers, rs, sink, last) // no files
+	waitFor(t, "every event", 60*time.Second, func() bool {
+		return files.seen.Load()+moved.seen.Load()+last.seen.Load() >= int64(len(lines))
+	})
+	checkResumedAt(t, "an instance without the files", last.since(0), end)
+	states, final := snapshot(t, third.c)
+	wantStates, wantTransitions := replay(t, rs, lines)
+	equalLines(t, "states", states, wantStates)
+	equalLines(t, "transitions", sortedUnique(append(sink.sorted(), final...)), wantTransitions)
+	if n := files.seen.Load() + moved.seen.Load() + last.seen.Load(); n != int64(len(lines)) {
+		t.Fatalf("applied %d events in all, want %d", n, len(lines))
+	}
+}

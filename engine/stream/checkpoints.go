@@ -127,13 +127,22 @@ func (s *DirStore) Save(_ context.Context, partition int32, data []byte) error {
 // or — when primary holds no checkpoint of a partition — from older, a
 // store written before (a checkpoint directory, when a group moves its
 // checkpoints to Kafka): the first start after the move resumes where the
-// old checkpoints stand instead of rebuilding every partition. Nothing is
-// ever saved to older.
-func WithFallback(primary, older CheckpointStore) CheckpointStore {
-	return fallback{primary, older}
+// old checkpoints stand instead of rebuilding every partition. A
+// checkpoint restored from older is copied to primary at once, so the
+// partition's next owner finds it there even if no event comes before the
+// partition moves. Nothing else is ever saved to older. Failures to copy
+// are logged to log (the partition's next checkpoint is saved anyway).
+func WithFallback(primary, older CheckpointStore, log *slog.Logger) CheckpointStore {
+	if log == nil {
+		log = slog.Default()
+	}
+	return fallback{primary, older, log}
 }
 
-type fallback struct{ primary, older CheckpointStore }
+type fallback struct {
+	primary, older CheckpointStore
+	log            *slog.Logger
+}
 
 func (f fallback) Open(ctx context.Context) error {
 	return errors.Join(f.primary.Open(ctx), f.older.Open(ctx))
@@ -150,6 +159,18 @@ func (f fallback) Load(ctx context.Context, partition int32, restore func([]byte
 	if !errors.Is(err, engine.ErrNoCheckpoint) {
 		return unusable, err
 	}
-	more, err := f.older.Load(ctx, partition, restore)
+	var restored []byte
+	more, err := f.older.Load(ctx, partition, func(data []byte) error {
+		err := restore(data)
+		if err == nil {
+			restored = append([]byte(nil), data...)
+		}
+		return err
+	})
+	if err == nil {
+		if serr := f.primary.Save(ctx, partition, restored); serr != nil {
+			f.log.Warn("copying a checkpoint to the new store failed; the partition's next checkpoint goes there", "partition", partition, "err", serr)
+		}
+	}
 	return append(unusable, more...), err
 }
