@@ -170,6 +170,9 @@ func (s *Store) open(ctx context.Context) error {
 	if own.Error != nil {
 		return fmt.Errorf("topic %s: %w", s.cfg.Topic, own.Error)
 	}
+	if len(own.Partitions) == 0 {
+		return fmt.Errorf("topic %s: %w (no partitions listed yet)", s.cfg.Topic, kafka.LeaderNotAvailable)
+	}
 	policy, limit, err := s.settings(ctx)
 	if err != nil {
 		return err
@@ -488,13 +491,19 @@ func (s *Store) scan(ctx context.Context, cp int, from, to int64, fn func(offset
 				return nil
 			}
 		}
-		if next == off { // nothing at or after off
-			if resp.HighWatermark <= off {
-				return nil
-			}
-			return fmt.Errorf("no record returned at offset %d, below the end %d", off, resp.HighWatermark)
+		if next > off {
+			off = next
+			continue
 		}
-		off = next
+		// Nothing at or after off. Either the log ends, or compaction
+		// emptied a record batch from off on and the broker sent that
+		// batch alone (its header still spans off; the client does not
+		// say where it ends): ask for enough to hold the next batch too.
+		// Still nothing, then nothing is left below to.
+		if resp.HighWatermark <= off || maxBytes > readBytes {
+			return nil
+		}
+		maxBytes = 2*readBytes + maxRecord
 	}
 	return nil
 }

@@ -435,3 +435,31 @@ func mentions(errs []error, substrs ...string) bool {
 	}
 	return true
 }
+
+// Reading crosses the gaps compaction leaves, also inside a record batch
+// whose last records were superseded.
+func TestReadingCrossesCompactedGaps(t *testing.T) {
+	b := startBroker(t)
+	s := smallChunks(t, b)
+	rec := func(k string, n int) kafka.Record {
+		return kafka.Record{Key: kafka.NewBytes([]byte(k)), Value: kafka.NewBytes(randomBytes(n, uint64(len(k))))}
+	}
+	for _, batch := range [][]kafka.Record{
+		{rec("a", 10), rec("b", 10), rec("c", 10), rec("d", 10), rec("e", 10)},
+		{rec("d", 10), rec("e", 10)},
+		{rec("big", 12000)},
+		{rec("f", 10)},
+	} {
+		if _, err := s.produce(context.Background(), 6, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Compact()
+	var keys []string
+	for _, r := range records(t, s, 6) {
+		keys = append(keys, r.key)
+	}
+	if strings.Join(keys, " ") != "a b c d e big f" {
+		t.Fatalf("read %v", keys)
+	}
+}
