@@ -46,7 +46,7 @@ type account struct {
 	modules      []moduleUse
 
 	events    [eventDays]uint32
-	api       [apiDays]uint32 // saturating: 4 billion calls a day is plenty
+	api       *apiRing // nil until the first api event: many accounts have no integration
 	sessionMs [sessionDays]uint64
 
 	tickets []openTicket
@@ -57,10 +57,9 @@ type account struct {
 	attrs      [rules.NumAttrs]string
 	attrTs     [rules.NumAttrs]int64
 	rulesState rules.State
-	firing     []string // firing alerts after the last evaluation, sorted
-	row        lastRow  // the last score row emitted
-	gradeSince int64    // when the grade last changed (or was first given); 0 = no grade
-	dueNs      int64    // when the events applied since lastEvalNs are evaluated; 0 = none
+	row        lastRow // the last score row emitted
+	gradeSince int64   // when the grade last changed (or was first given); 0 = no grade
+	dueNs      int64   // when the events applied since lastEvalNs are evaluated; 0 = none
 
 	// Score history: hist[i] is the score recorded at the midnight of day
 	// histStart+i (see histCode), 0 where none was.
@@ -78,6 +77,10 @@ type account struct {
 // crmState holds what the customer-success team's own events tell: most
 // accounts get few of them, so they live apart from the usage state and
 // cost a pointer until the first one.
+// apiRing holds the API calls of each day bucket, saturating: 4 billion
+// calls a day is plenty.
+type apiRing [apiDays]uint32
+
 type crmState struct {
 	renewalNs     int64
 	renewalTs     int64 // ts of the event that set renewal_date; 0 = unknown
@@ -142,7 +145,9 @@ func (a *account) advance(day int32) {
 	}
 	for d := a.head + 1; d <= day && d-a.head <= max(eventDays, apiDays); d++ {
 		a.events[d%eventDays] = 0
-		a.api[d%apiDays] = 0
+		if a.api != nil {
+			a.api[d%apiDays] = 0
+		}
 		a.sessionMs[d%sessionDays] = 0
 	}
 	a.users.shift(k)
@@ -209,6 +214,9 @@ func (a *account) apply(ev *Event, in *interner, mc *moduleClasses, horizon int6
 		}
 	case TypeAPI:
 		if age < apiDays {
+			if a.api == nil {
+				a.api = new(apiRing)
+			}
 			before := a.api[day%apiDays]
 			a.api[day%apiDays] = uint32(min(uint64(before)+uint64(ev.Count), math.MaxUint32))
 			if usage != nil {
@@ -521,4 +529,18 @@ func (a *account) history() []HistoryPoint {
 		out = append(out, HistoryPoint{Day: int64(a.histStart+int32(i)) * nsPerDay, Score: s, Grade: g})
 	}
 	return out
+}
+
+// firingAlerts returns the names of the account's firing alerts, sorted,
+// as its last evaluation left them. They are derived when asked for
+// rather than kept: listings are rare next to evaluations.
+func (a *account) firingAlerts() []string {
+	var names []string
+	for _, s := range a.rulesState.Alerts {
+		if s.Firing {
+			names = append(names, s.Rule)
+		}
+	}
+	slices.Sort(names)
+	return names
 }

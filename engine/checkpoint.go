@@ -188,7 +188,11 @@ func (e *encoder) account(a *account) {
 	for _, v := range a.events {
 		e.uvarint(uint64(v))
 	}
-	for _, v := range a.api {
+	var api apiRing
+	if a.api != nil {
+		api = *a.api
+	}
+	for _, v := range api {
 		e.uvarint(uint64(v))
 	}
 	for _, v := range a.sessionMs {
@@ -446,8 +450,12 @@ func (d *decoder) account(in *interner) *account {
 		// unless the account is younger than that (read below).
 		a.eventsFrom = a.head - v2Days + 1
 	}
-	for i := range a.api {
-		a.api[i] = uint32(d.uvarint())
+	var api apiRing
+	for i := range api {
+		api[i] = uint32(d.uvarint())
+	}
+	if api != (apiRing{}) {
+		a.api = &api
 	}
 	for i := range a.sessionMs {
 		a.sessionMs[i] = d.uvarint()
@@ -492,13 +500,6 @@ func (d *decoder) account(in *interner) *account {
 			a.rulesState.Alerts[i] = rules.AlertState{Rule: d.string(), Firing: d.uvarint() == 1, Since: d.varint()}
 		}
 	}
-	// The firing list is derived, not stored: the firing alerts, sorted.
-	for _, s := range a.rulesState.Alerts {
-		if s.Firing {
-			a.firing = append(a.firing, s.Rule)
-		}
-	}
-	slices.Sort(a.firing)
 	a.row = lastRow{ts: d.varint(), score: d.f64(), grade: rules.Grade(d.uvarint()), depth: rules.Depth(d.uvarint())}
 	if a.rulesState.Grade > rules.GradeGreen || a.row.grade > rules.GradeGreen || a.row.depth > rules.DepthCustom {
 		d.fail("rules state")

@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsehq/pulse/config"
 )
 
 // Validate reports every setting out of range at once, each a
-// *SettingError keyed as the config file's engine block.
+// *config.Error keyed as the config file's engine block.
 func TestConfigValidateReportsEverySetting(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("the defaults: %v", err)
@@ -21,9 +23,9 @@ func TestConfigValidateReportsEverySetting(t *testing.T) {
 	err := c.Validate()
 	var keys []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		var se *SettingError
+		var se *config.Error
 		if !errors.As(e, &se) {
-			t.Fatalf("%v is not a *SettingError", e)
+			t.Fatalf("%v is not a *config.Error", e)
 		}
 		keys = append(keys, se.Key)
 	}

@@ -14,6 +14,9 @@
 // virtual partition, xxhash(account_id) mod P, in a file replay). Exactly
 // one goroutine drives a partition, so the hot path has no locks, and a
 // partition's state can later be checkpointed and handed over on its own.
+// Other goroutines never touch a Partition: they read Snapshots, immutable
+// copies the owner builds when asked, through a View (the HTTP API, the
+// Prometheus aggregates, any sink that reads account state).
 //
 // Time is event time. A partition's clock is the highest ts applied (or,
 // when idle, whatever its driver advances it to); nothing here reads the

@@ -335,6 +335,9 @@ func (a *account) netPromoter(t int64) float64 {
 // api7and30 sums the API calls of the 7- and 30-day windows ending with
 // day in one pass over the ring.
 func (a *account) api7and30(day int32, api7, api30 *uint64) {
+	if a.api == nil {
+		return
+	}
 	from := max(day-29, a.head-apiDays+1, 1)
 	for d := min(day, a.head); d >= from; d-- {
 		n := uint64(a.api[d%apiDays])

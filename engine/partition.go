@@ -2,17 +2,18 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/pulsehq/pulse/config"
 	"github.com/pulsehq/pulse/rules"
 )
 
-// Config holds the engine's timing settings. Zero values take the defaults
-// of DefaultConfig.
+// Config holds the engine's settings. DefaultConfig has the defaults (of
+// SPEC §1 and §4), in this one place; NewPartition takes a zero setting
+// as its default (WithDefaults).
 type Config struct {
 	// Retention bounds state: events older than clock − Retention are
 	// dropped as late, and accounts with no event for Retention are evicted.
@@ -62,22 +63,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// SettingError is a Config setting out of range. Key names it as the
-// config file's engine block does (retention, eval_interval, …).
-type SettingError struct {
-	Key string
-	Err error
-}
-
-func (e *SettingError) Error() string { return e.Key + ": " + e.Err.Error() }
-func (e *SettingError) Unwrap() error { return e.Err }
-
 // Validate reports every setting that is out of range, each a
-// *SettingError, joined; nil when all are in range.
+// *config.Error keyed as the config file's engine block writes it
+// (retention, eval_interval, …), joined; nil when all are in range. It
+// checks a complete config: DefaultConfig with changes, or WithDefaults'.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, &SettingError{Key: key, Err: fmt.Errorf(format, args...)})
+		errs = append(errs, config.Errorf(key, format, args...))
 	}
 	days := rules.FormatDuration
 	if c.Retention < 31*24*time.Hour {
@@ -103,13 +96,14 @@ func (c Config) Validate() error {
 	if c.MaxUsers < 0 {
 		bad("max_users_per_account", "%d must be positive", c.MaxUsers)
 	}
-	if c.MaxSkew < 0 {
-		bad("max_skew", "%s must not be negative", days(c.MaxSkew))
+	if c.MaxSkew <= 0 {
+		bad("max_skew", "%s must be positive", days(c.MaxSkew))
 	}
 	return errors.Join(errs...)
 }
 
-// WithDefaults fills zero settings with the defaults.
+// WithDefaults returns c with every zero setting set from DefaultConfig
+// (a zero SweepInterval to at least EvalInterval).
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.Retention == 0 {
@@ -369,9 +363,6 @@ func (p *Partition) evaluate(a *account, t int64) {
 	if t%nsPerDay == 0 {
 		a.record(dayOf(t), res.Score, res.Grade)
 	}
-	if !slices.Equal(a.firing, res.Firing) {
-		a.firing = append(a.firing[:0], res.Firing...)
-	}
 	p.transitions = append(p.transitions, res.Transitions...)
 	if p.cfg.ScoreRows && a.row.due(res.Score, res.Grade, depth, t, int64(p.cfg.ScoreInterval)) {
 		a.row = lastRow{ts: t, score: res.Score, grade: res.Grade, depth: depth}
@@ -523,7 +514,7 @@ func (p *Partition) state(a *account) AccountState {
 	card, score, factors, caps := p.rules.Explain(&a.rulesState, &s.Metrics, &a.attrs, s.Depth)
 	s.Scorecard, s.Score, s.Factors, s.Caps = card.Name, score, factors, caps
 	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
-	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
+	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firingAlerts())
 	if s.Alerts == nil {
 		s.Alerts = []string{}
 	}

@@ -41,6 +41,10 @@ func NewReplayer(rs *rules.Ruleset, cfg Config, partitions int, at, wall int64) 
 	return r
 }
 
+// Partitions returns the virtual partitions, for tools that checkpoint
+// or inspect them; the replay keeps using them.
+func (r *Replayer) Partitions() []*Partition { return r.parts }
+
 // PartitionOf returns the virtual partition of an account id.
 func PartitionOf(account []byte, partitions int) int {
 	return int(xxhash.Sum64(account) % uint64(partitions))

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -107,4 +108,14 @@ func TestCachedDayMetricsDriftIsCaught(t *testing.T) {
 	}()
 	var v rules.Values
 	a.metrics(p.clock, &p.classes, &v)
+}
+
+// The account record stays within the 768-byte allocation size class: at
+// a million accounts each byte over it costs the next class (896 bytes)
+// for every account. Grow it only on purpose, and say so in the memory
+// results of bench/.
+func TestAccountFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(account{}); n > 768 {
+		t.Fatalf("account is %d bytes, over the 768-byte size class", n)
+	}
 }

@@ -32,6 +32,23 @@ func DecodeStrict(name string, data []byte, v any) (*yaml.Node, error) {
 	return &doc, nil
 }
 
+// RefuseValue is what an UnmarshalYAML method returns for a value it will
+// not take. DecodeStrict reports err as the problem of the key that holds
+// n, as FILE:LINE: key: err (the error Is ErrBadValue), leaves the field
+// as it was and goes on decoding, so one refused value hides no other
+// problem. Any other error from UnmarshalYAML stops decoding.
+func RefuseValue(n *yaml.Node, err error) error {
+	// yaml.v3 collects only *yaml.TypeError, whose problems are strings:
+	// the position travels in the string, as yaml.v3's own do.
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: column %d: %v", n.Line, n.Column, err)}}
+}
+
+// refusedValue is a value an UnmarshalYAML method refused (RefuseValue).
+type refusedValue struct{ msg string }
+
+func (e refusedValue) Error() string        { return e.msg }
+func (e refusedValue) Is(target error) bool { return target == ErrBadValue }
+
 // Line returns the line of a dotted key path, such as "kafka.tls.ca_file",
 // in a document DecodeStrict returned — or, when the key is absent, the
 // line of its nearest ancestor that is present; 0 when none is.
@@ -97,6 +114,44 @@ func keyPath(path ...any) string {
 	return b.String()
 }
 
+// pathOfValue finds the key path of the mapping value at line and column,
+// such as checkpoint.interval in "checkpoint: {interval: -1s}".
+func pathOfValue(doc *yaml.Node, line, column int) string {
+	var walk func(n *yaml.Node, path []any) string
+	walk = func(n *yaml.Node, path []any) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := append(path[:len(path):len(path)], k.Value)
+				if v.Line == line && v.Column == column {
+					return keyPath(p...)
+				}
+				if r := walk(v, p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if c.Line == line && c.Column == column {
+					return keyPath(append(path[:len(path):len(path)], i)...)
+				}
+				if r := walk(c, append(path[:len(path):len(path)], i)); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return walk(doc, nil)
+}
+
 // pathAtLine finds the key path of the mapping key named key on line, so a
 // decoder message ("line 7: field foo not found") can name alerts[1].foo.
 func pathAtLine(doc *yaml.Node, line int, key string) string {
@@ -137,6 +192,7 @@ func pathAtLine(doc *yaml.Node, line int, key string) string {
 
 var (
 	decodeLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
+	refusedRe    = regexp.MustCompile(`^line (\d+): column (\d+): (.*)$`) // RefuseValue's
 	unknownKeyRe = regexp.MustCompile(`^field (\S+) not found in type`)
 )
 
@@ -155,6 +211,12 @@ func decodeErrors(file string, doc *yaml.Node, err error) error {
 	}
 	var errs []error
 	for _, s := range te.Errors {
+		if m := refusedRe.FindStringSubmatch(s); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			column, _ := strconv.Atoi(m[2])
+			errs = append(errs, &Error{File: file, Line: line, Key: pathOfValue(doc, line, column), Err: refusedValue{m[3]}})
+			continue
+		}
 		m := decodeLineRe.FindStringSubmatch(s)
 		if m == nil {
 			errs = append(errs, &Error{File: file, Err: fmt.Errorf("%w: %s", ErrBadValue, s)})

@@ -2,8 +2,12 @@ package rules
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // DecodeStrict reports every unknown key and bad value of a document at
@@ -50,5 +54,43 @@ func TestDecodeStrictReportsEveryProblem(t *testing.T) {
 	}
 	if _, err := DecodeStrict("bad.yaml", []byte("a: [1\n"), &v); err == nil || !strings.HasPrefix(err.Error(), "bad.yaml:") {
 		t.Errorf("a syntax error: %v", err)
+	}
+}
+
+// refusing only takes even numbers, as a config value type would.
+type refusing int
+
+func (r *refusing) UnmarshalYAML(n *yaml.Node) error {
+	v, err := strconv.Atoi(n.Value)
+	if err != nil || v%2 != 0 {
+		return RefuseValue(n, fmt.Errorf("%q is not even", n.Value))
+	}
+	*r = refusing(v)
+	return nil
+}
+
+// A value an UnmarshalYAML method refuses is reported at its own key, in
+// block and flow mappings alike, with the other problems; the field keeps
+// what it held.
+func TestRefusedValuesNameTheirKey(t *testing.T) {
+	var v struct {
+		A refusing `yaml:"a"`
+		B struct {
+			C refusing `yaml:"c"`
+			D refusing `yaml:"d"`
+		} `yaml:"b"`
+		E int `yaml:"e"`
+	}
+	v.B.D = 4
+	_, err := DecodeStrict("c.yaml", []byte("a: 3\nb: {c: 2, d: 5}\ne: x\n"), &v)
+	want := "c.yaml:1: a: \"3\" is not even\nc.yaml:2: b.d: \"5\" is not even\nc.yaml:3: e: bad value: cannot unmarshal !!str `x` into int"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+	if !errors.Is(err, ErrBadValue) {
+		t.Error("a refused value is not ErrBadValue")
+	}
+	if v.B.C != 2 || v.B.D != 4 || v.A != 0 {
+		t.Errorf("decoded %+v: want the good value set and the refused ones kept", v)
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"cmp"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,28 +9,44 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pulsehq/pulse/engine"
-	"github.com/pulsehq/pulse/engine/changelog"
+	"github.com/pulsehq/pulse/config"
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
-	"github.com/pulsehq/pulse/sinks/clickhouse"
+	"github.com/pulsehq/pulse/sinks"
+	"github.com/pulsehq/pulse/sinks/prom"
 	"github.com/pulsehq/pulse/sinks/web"
 )
 
-// fileConfig is the YAML of `pulse run --config FILE`. Every key is
-// optional; defaults live in defaultConfig, in one place. Unknown keys are
-// refused.
+// The config file of `pulse run --config FILE` is read in four steps,
+// each a function of its own:
+//
+//   - decode: the YAML, strictly (unknown keys refused), into fileConfig
+//     and every output's settings (decodeConfig), with values typed as
+//     they are read (config.Duration, config.Size); then the
+//     environment's overrides and the command line's;
+//   - components: fileConfig becomes the components' configs (the
+//     consumer and its engine, the HTTP server, the metrics), each
+//     validated by its own Validate, whose keys are mapped to the file's;
+//   - connections: the Kafka dialer and each output's config are built,
+//     reading the certificate files they name;
+//   - plan (with the rules): which outputs run, in which order, and what
+//     they need — score rows from the engine, directories.
+//
+// Every problem of the first three is collected (configProblems) and
+// reported at once, each as FILE:LINE: key: problem.
+
+// fileConfig is the part of the config file the daemon reads itself: the
+// consumer, the engine, the embedded broker, the HTTP server and the
+// logs. Each output reads its own section (outputs.go), decoded with this
+// by decodeConfig. Every key is optional: defaultConfig takes the
+// defaults from the components' DefaultConfig.
 type fileConfig struct {
 	Listen     string           `yaml:"listen"`
 	Rules      string           `yaml:"rules"`
@@ -40,11 +54,11 @@ type fileConfig struct {
 	Engine     engineConfig     `yaml:"engine"`
 	Checkpoint checkpointConfig `yaml:"checkpoint"`
 	Embedded   embeddedConfig   `yaml:"embedded"`
-	Output     outputConfig     `yaml:"output"`
-	ClickHouse clickhouseConfig `yaml:"clickhouse"`
-	Webhooks   webhooksConfig   `yaml:"webhooks"`
-	Log        logConfig        `yaml:"log"`
-	HTTP       httpConfig       `yaml:"http"`
+	// Output is the daemon's key of the output section, which it shares
+	// with the file output: decodeConfig decodes it apart.
+	Output outputConfig `yaml:"-"`
+	Log    logConfig    `yaml:"log"`
+	HTTP   httpConfig   `yaml:"http"`
 }
 
 // httpConfig secures the HTTP server (see web.Auth).
@@ -53,10 +67,10 @@ type httpConfig struct {
 	Write authConfig `yaml:"write"` // snoozes and reload; unset: the read credentials
 	// AllowUnauthenticated lets Pulse serve a listen address that is not
 	// loopback without credentials.
-	AllowUnauthenticated bool   `yaml:"allow_unauthenticated"`
-	Pprof                bool   `yaml:"pprof"`
-	MaxSnooze            string `yaml:"max_snooze"`
-	MaxSnoozes           int    `yaml:"max_snoozes"`
+	AllowUnauthenticated bool            `yaml:"allow_unauthenticated"`
+	Pprof                bool            `yaml:"pprof"`
+	MaxSnooze            config.Duration `yaml:"max_snooze"`
+	MaxSnoozes           int             `yaml:"max_snoozes"`
 }
 
 // authConfig names credentials; secrets come from the environment only.
@@ -66,50 +80,17 @@ type authConfig struct {
 	BasicPasswordEnv string `yaml:"basic_password_env"` // variable holding the basic-auth password
 }
 
-// webhooksConfig tunes delivery to the notify block of the rules file.
-type webhooksConfig struct {
-	PublicURL string `yaml:"public_url"` // messages link to PUBLIC_URL/api/accounts/{id}
-	GroupWait string `yaml:"group_wait"`
-	QueueSize int    `yaml:"queue_size"`
-	StateFile string `yaml:"state_file"` // outbox, deliveries and snoozes, kept across restarts
-	// MaxRetryTime bounds how long one notification is retried, waits a
-	// receiver asks for (429, Retry-After) included.
-	MaxRetryTime string `yaml:"max_retry_time"`
-	// MaxAge: a transition whose event time is further behind the wall
-	// clock (a catch-up, a replay of history) is not notified; 0: any age.
-	MaxAge string `yaml:"max_age"`
-}
-
-type clickhouseConfig struct {
-	Addr          []string  `yaml:"addr"` // native protocol, host:9000; empty: no ClickHouse
-	Database      string    `yaml:"database"`
-	Username      string    `yaml:"username"`
-	Password      string    `yaml:"password"` // prefer PULSE_CLICKHOUSE_PASSWORD
-	BatchRows     int       `yaml:"batch_rows"`
-	FlushInterval string    `yaml:"flush_interval"`
-	HistoryMonths int       `yaml:"history_months"` // TTL where the server has TTL; 0 keeps everything
-	TLS           tlsConfig `yaml:"tls"`            // the native protocol's secure port, e.g. 9440
-}
-
 type kafkaConfig struct {
-	Brokers         []string   `yaml:"brokers"` // empty: run the embedded broker
-	Topic           string     `yaml:"topic"`
-	Group           string     `yaml:"group"`
-	Start           string     `yaml:"start"` // earliest | latest | committed
-	DeadLetterTopic string     `yaml:"dead_letter_topic"`
-	FetchMaxBytes   int        `yaml:"fetch_max_bytes"`
-	FetchMaxWait    string     `yaml:"fetch_max_wait"`
-	SessionTimeout  string     `yaml:"session_timeout"` // how long a silent member keeps its partitions
-	TLS             tlsConfig  `yaml:"tls"`
-	SASL            saslConfig `yaml:"sasl"`
-}
-
-type tlsConfig struct {
-	Enabled            bool   `yaml:"enabled"`
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	Brokers         []string        `yaml:"brokers"` // empty: run the embedded broker
+	Topic           string          `yaml:"topic"`
+	Group           string          `yaml:"group"`
+	Start           string          `yaml:"start"` // earliest | latest | committed
+	DeadLetterTopic string          `yaml:"dead_letter_topic"`
+	FetchMaxBytes   config.Size     `yaml:"fetch_max_bytes"`
+	FetchMaxWait    config.Duration `yaml:"fetch_max_wait"`
+	SessionTimeout  config.Duration `yaml:"session_timeout"` // how long a silent member keeps its partitions
+	TLS             config.TLS      `yaml:"tls"`
+	SASL            saslConfig      `yaml:"sasl"`
 }
 
 type saslConfig struct {
@@ -119,29 +100,23 @@ type saslConfig struct {
 }
 
 type engineConfig struct {
-	Retention     string `yaml:"retention"`
-	MaxFuture     string `yaml:"max_future"`
-	EvalInterval  string `yaml:"eval_interval"`
-	SweepInterval string `yaml:"sweep_interval"`
-	IdleAdvance   string `yaml:"idle_advance"` // "0" turns it off
-	ScoreInterval string `yaml:"score_interval"`
-	MaxAccounts   int    `yaml:"max_accounts"` // per partition
-	MaxUsers      int    `yaml:"max_users_per_account"`
-	MaxSkew       string `yaml:"max_skew"`
+	Retention     config.Duration `yaml:"retention"`
+	MaxFuture     config.Duration `yaml:"max_future"`
+	EvalInterval  config.Duration `yaml:"eval_interval"`
+	SweepInterval config.Duration `yaml:"sweep_interval"`
+	IdleAdvance   config.Duration `yaml:"idle_advance"` // 0 turns it off
+	ScoreInterval config.Duration `yaml:"score_interval"`
+	MaxAccounts   int             `yaml:"max_accounts"` // per partition; 0: the engine's limit
+	MaxUsers      int             `yaml:"max_users_per_account"`
+	MaxSkew       config.Duration `yaml:"max_skew"`
 }
 
 type checkpointConfig struct {
-	Store    string `yaml:"store"` // dir | kafka
-	Dir      string `yaml:"dir"`
-	Topic    string `yaml:"topic"` // store kafka: "" is <kafka.topic>.pulse-checkpoints
-	Interval string `yaml:"interval"`
+	Store    string          `yaml:"store"` // dir | kafka
+	Dir      string          `yaml:"dir"`
+	Topic    string          `yaml:"topic"` // store kafka: "" is <kafka.topic>.pulse-checkpoints
+	Interval config.Duration `yaml:"interval"`
 }
-
-// Values of checkpoint.store.
-const (
-	storeDir   = "dir"
-	storeKafka = "kafka"
-)
 
 type embeddedConfig struct {
 	Listen     string     `yaml:"listen"`
@@ -157,11 +132,12 @@ type demoConfig struct {
 	Seed        uint64  `yaml:"seed"`
 }
 
+// outputConfig is the daemon's key of the output section.
 type outputConfig struct {
-	TransitionsFile string `yaml:"transitions_file"` // "" none, "-" stdout
 	// MetricsInterval is how often the account aggregates of /metrics
-	// (accounts per grade, firing alerts, scores) are recomputed.
-	MetricsInterval string `yaml:"metrics_interval"`
+	// (accounts per grade, firing alerts, scores) and the lag are
+	// recomputed.
+	MetricsInterval config.Duration `yaml:"metrics_interval"`
 }
 
 type logConfig struct {
@@ -184,43 +160,49 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// defaultConfig is the config file with every key at its default: the
+// components' defaults, and the daemon's own for the embedded broker and
+// the logs.
 func defaultConfig() fileConfig {
+	sc, wc, mc := stream.DefaultConfig(), web.DefaultConfig(), prom.DefaultConfig()
+	ec, dur := sc.Engine, func(d time.Duration) config.Duration { return config.Duration(d) }
 	return fileConfig{
-		Listen:     "127.0.0.1:8080",
-		Rules:      "", // the shipped model built into the binary
-		Kafka:      kafkaConfig{Topic: "events", Group: "pulse", Start: stream.StartEarliest, FetchMaxBytes: 16 << 20, FetchMaxWait: "250ms", SessionTimeout: "10s"},
-		Engine:     engineConfig{Retention: "90d", MaxFuture: "5m", EvalInterval: "1m", SweepInterval: "1h", IdleAdvance: "1m", ScoreInterval: "1h", MaxSkew: "1h"},
-		ClickHouse: clickhouseConfig{Database: "pulse", Username: "default", BatchRows: 100_000, FlushInterval: "1s"},
-		Checkpoint: checkpointConfig{Store: storeDir, Dir: "pulse-data/checkpoints", Interval: "30s"},
+		Listen: wc.Listen,
+		Rules:  "", // the shipped model built into the binary
+		Kafka: kafkaConfig{Topic: sc.Topic, Group: sc.Group, Start: sc.Start, FetchMaxBytes: config.Size(sc.FetchMaxBytes),
+			FetchMaxWait: dur(sc.FetchMaxWait), SessionTimeout: dur(sc.SessionTimeout)},
+		Engine: engineConfig{Retention: dur(ec.Retention), MaxFuture: dur(ec.MaxFuture), EvalInterval: dur(ec.EvalInterval),
+			SweepInterval: dur(ec.SweepInterval), IdleAdvance: dur(sc.IdleAdvance), ScoreInterval: dur(ec.ScoreInterval),
+			MaxSkew: dur(ec.MaxSkew)}, // max_accounts and max_users_per_account 0: the engine's limits
+		Checkpoint: checkpointConfig{Store: sc.CheckpointStore, Dir: sc.CheckpointDir, Topic: sc.CheckpointTopic, Interval: dur(sc.CheckpointInterval)},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
-		Output:   outputConfig{TransitionsFile: "pulse-data/transitions.jsonl", MetricsInterval: "5s"},
-		Webhooks: webhooksConfig{GroupWait: "10s", QueueSize: 10_000, StateFile: "pulse-data/webhooks.state", MaxRetryTime: "1h", MaxAge: "6h"},
-		Log:      logConfig{Level: "info", Format: "text"},
-		HTTP:     httpConfig{MaxSnooze: "90d", MaxSnoozes: 10_000},
+		Output: outputConfig{MetricsInterval: dur(mc.AggregateInterval)},
+		Log:    logConfig{Level: "info", Format: "text"},
+		HTTP:   httpConfig{MaxSnooze: dur(wc.MaxSnooze), MaxSnoozes: wc.MaxSnoozes},
 	}
 }
 
-// runConfig is the validated configuration the wiring uses.
+// runConfig is the checked configuration the wiring uses.
 type runConfig struct {
-	file              fileConfig
-	embedded          bool
-	aggregateInterval time.Duration
-	clickhouse        *clickhouse.Config // nil: no ClickHouse
-	groupWait         time.Duration
-	webhookRetryTime  time.Duration
-	webhookMaxAge     time.Duration
-	stream            stream.Config
-	changelog         *changelog.Config // checkpoint.store kafka; nil: the directory
-	auth              web.Auth
-	maxSnooze         time.Duration
+	file     fileConfig // as decoded, with the environment's and the command line's overrides
+	embedded bool       // no brokers: the daemon runs its own
+	// stream is the consumer's config, its engine's and dialer included.
+	// The engine's ScoreRows is the plan's to set.
+	stream  stream.Config
+	web     web.Config
+	metrics prom.Config
+	// outputs are every registered output with its settings, in order:
+	// checked, not yet planned (plan).
+	outputs []sinks.Loaded
 }
 
 // loadConfig reads path ("" for the embedded default), applies the
-// environment overrides and validates everything. It reports every problem
-// at once, in a *configError: each a *rules.Error that names the file, the
-// line and the key, as a rules file's problems are (FILE:LINE: key:
-// problem). checkConfig adds what pulse run checks besides.
+// environment overrides and checks everything but the rules file. It
+// reports every problem at once, in a *configError: each a *rules.Error
+// that names the file, the line and the key, as a rules file's problems
+// are (FILE:LINE: key: problem). checkConfig adds what pulse run checks
+// besides.
 func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
 	rc, p, err := parseConfig(path, getenv)
 	if err != nil {
@@ -237,7 +219,10 @@ func loadConfig(path string, getenv func(string) string) (*runConfig, error) {
 // caller to add its own (checkConfig). err is a file that cannot be read
 // or parsed at all.
 func parseConfig(path string, getenv func(string) string, overrides ...func(*fileConfig)) (*runConfig, *configProblems, error) {
-	fc := defaultConfig()
+	rc := &runConfig{file: defaultConfig()}
+	for _, o := range outputs {
+		rc.outputs = append(rc.outputs, o.Load())
+	}
 	p := &configProblems{file: path}
 	if path == "" {
 		p.file = "default config"
@@ -246,7 +231,7 @@ func parseConfig(path string, getenv func(string) string, overrides ...func(*fil
 		if err != nil {
 			return nil, nil, &configError{[]error{err}}
 		}
-		doc, err := rules.DecodeStrict(path, data, &fc)
+		doc, err := decodeConfig(path, data, configParts(&rc.file, rc.outputs))
 		p.doc = doc
 		if errors.Is(err, rules.ErrSyntax) {
 			return nil, nil, &configError{unjoin(err)} // nothing else can be trusted
@@ -255,6 +240,21 @@ func parseConfig(path string, getenv func(string) string, overrides ...func(*fil
 		// the rest; such a key keeps its default meanwhile.
 		p.errs = append(p.errs, unjoin(err)...)
 	}
+	rc.environ(getenv)
+	for _, o := range overrides {
+		o(&rc.file)
+	}
+	rc.embedded = len(rc.file.Kafka.Brokers) == 0
+	rc.components(p)
+	rc.credentials(getenv, p)
+	rc.connections(p)
+	return rc, p, nil
+}
+
+// environ applies the environment's overrides: the daemon's, then each
+// output's.
+func (rc *runConfig) environ(getenv func(string) string) {
+	fc := &rc.file
 	if v := getenv("PULSE_KAFKA_BROKERS"); v != "" {
 		fc.Kafka.Brokers = strings.Split(v, ",")
 	}
@@ -264,19 +264,9 @@ func parseConfig(path string, getenv func(string) string, overrides ...func(*fil
 	if v := getenv("PULSE_KAFKA_SASL_PASSWORD"); v != "" {
 		fc.Kafka.SASL.Password = v
 	}
-	if v := getenv("PULSE_CLICKHOUSE_ADDR"); v != "" {
-		fc.ClickHouse.Addr = strings.Split(v, ",")
+	for _, o := range rc.outputs {
+		o.Environ(getenv)
 	}
-	if v := getenv("PULSE_CLICKHOUSE_PASSWORD"); v != "" {
-		fc.ClickHouse.Password = v
-	}
-	for _, o := range overrides {
-		o(&fc)
-	}
-	rc := &runConfig{file: fc, embedded: len(fc.Kafka.Brokers) == 0}
-	rc.validate(p)
-	rc.credentials(getenv, p)
-	return rc, p, nil
 }
 
 // runFlags are the settings `pulse run` takes from its command line; they
@@ -308,7 +298,7 @@ func checkConfig(path string, getenv func(string) string, flags runFlags) (*runC
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := rc.exposure(); err != nil {
+	if err := rc.web.Exposure(); err != nil {
 		p.add("listen", err)
 	}
 	rs, err := loadRules(rc.file.Rules)
@@ -328,6 +318,158 @@ func checkConfig(path string, getenv func(string) string, flags runFlags) (*runC
 	return rc, rs, nil
 }
 
+// components turns the daemon's keys into the components' configs and
+// has each validate its own, naming the problems by the file's keys; then
+// it checks the keys the daemon uses itself (the embedded broker, logs).
+func (rc *runConfig) components(p *configProblems) {
+	fc := &rc.file
+	sc := stream.DefaultConfig()
+	sc.Brokers, sc.Topic, sc.Group, sc.Start = fc.Kafka.Brokers, fc.Kafka.Topic, fc.Kafka.Group, fc.Kafka.Start
+	if rc.embedded {
+		sc.Brokers = []string{fc.Embedded.Listen}
+	}
+	sc.DeadLetterTopic, sc.FetchMaxBytes = fc.Kafka.DeadLetterTopic, int(fc.Kafka.FetchMaxBytes)
+	sc.FetchMaxWait, sc.SessionTimeout = time.Duration(fc.Kafka.FetchMaxWait), time.Duration(fc.Kafka.SessionTimeout)
+	sc.CheckpointStore, sc.CheckpointTopic = fc.Checkpoint.Store, fc.Checkpoint.Topic
+	sc.CheckpointDir, sc.CheckpointInterval = fc.Checkpoint.Dir, time.Duration(fc.Checkpoint.Interval)
+	sc.IdleAdvance = time.Duration(fc.Engine.IdleAdvance)
+	sc.LagInterval = time.Duration(fc.Output.MetricsInterval)
+	e := &fc.Engine
+	sc.Engine.Retention, sc.Engine.MaxFuture = time.Duration(e.Retention), time.Duration(e.MaxFuture)
+	sc.Engine.EvalInterval, sc.Engine.SweepInterval = time.Duration(e.EvalInterval), time.Duration(e.SweepInterval)
+	sc.Engine.ScoreInterval, sc.Engine.MaxSkew = time.Duration(e.ScoreInterval), time.Duration(e.MaxSkew)
+	// 0 takes the engine's limits, as the engine does.
+	sc.Engine.MaxAccounts, sc.Engine.MaxUsers = cmp.Or(e.MaxAccounts, sc.Engine.MaxAccounts), cmp.Or(e.MaxUsers, sc.Engine.MaxUsers)
+	p.addAll(config.Rename(sc.Validate(), streamKey))
+	rc.stream = sc
+
+	rc.web = web.Config{Listen: fc.Listen, AllowUnauthenticated: fc.HTTP.AllowUnauthenticated, Pprof: fc.HTTP.Pprof,
+		MaxSnooze: time.Duration(fc.HTTP.MaxSnooze), MaxSnoozes: fc.HTTP.MaxSnoozes}
+	p.addAll(rc.web.Validate())
+	rc.metrics = prom.Config{AggregateInterval: time.Duration(fc.Output.MetricsInterval)}
+	p.addAll(config.Under("output", rc.metrics.Validate()))
+
+	if rc.embedded {
+		if _, err := embeddedPort(fc.Embedded.Listen); err != nil {
+			p.add("embedded.listen", err)
+		}
+		if fc.Embedded.Partitions < 1 {
+			p.addf("embedded.partitions", "%d must be ≥ 1", fc.Embedded.Partitions)
+		}
+		if d := fc.Embedded.Demo; d.Enabled {
+			if d.Accounts < 1 {
+				p.addf("embedded.demo.accounts", "%d must be ≥ 1", d.Accounts)
+			}
+			if d.HistoryDays < 1 {
+				p.addf("embedded.demo.history_days", "%d must be ≥ 1", d.HistoryDays)
+			}
+			if d.Speed < 1 {
+				p.addf("embedded.demo.speed", "%v must be ≥ 1", d.Speed)
+			}
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, fc.Log.Level) {
+		p.addf("log.level", "%q must be debug, info, warn or error", fc.Log.Level)
+	}
+	if !slices.Contains(logFormats, fc.Log.Format) {
+		p.addf("log.format", "%q must be %s", fc.Log.Format, strings.Join(logFormats, " or "))
+	}
+}
+
+// streamKey is the config file's key of a stream.Config setting (as its
+// Validate names them): the kafka section's, but for those kept
+// elsewhere.
+func streamKey(key string) string {
+	switch key {
+	case "checkpoint_store":
+		return "checkpoint.store"
+	case "checkpoint_topic":
+		return "checkpoint.topic"
+	case "checkpoint_dir":
+		return "checkpoint.dir"
+	case "checkpoint_interval":
+		return "checkpoint.interval"
+	case "idle_advance":
+		return "engine.idle_advance"
+	case "lag_interval":
+		return "output.metrics_interval"
+	}
+	if strings.HasPrefix(key, "engine.") {
+		return key
+	}
+	return "kafka." + key
+}
+
+// embeddedPort is the port of embedded.listen.
+func embeddedPort(listen string) (int, error) {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > math.MaxUint16 {
+		return 0, fmt.Errorf("%q is not a port number", port)
+	}
+	return n, nil
+}
+
+// connections builds what connects to the outside — the Kafka dialer and
+// each output's config — reading the certificate files they name.
+// Nothing is dialled: pulse config check runs it too.
+func (rc *runConfig) connections(p *configProblems) {
+	k := rc.file.Kafka
+	dc := stream.DefaultDialerConfig()
+	dc.TLS = k.TLS
+	dc.SASL = stream.SASL{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+	d, err := dc.Dialer()
+	p.addAll(config.Under("kafka", err))
+	rc.stream.Dialer = d
+	env := &sinks.Env{Kafka: sinks.Kafka{Brokers: rc.stream.Brokers, Dialer: d}}
+	for _, o := range rc.outputs {
+		p.addAll(config.Under(o.Section(), o.Check(env)))
+	}
+}
+
+// credentials reads the HTTP credentials the config names from the
+// environment.
+func (rc *runConfig) credentials(getenv func(string) string, p *configProblems) {
+	h := &rc.file.HTTP
+	read := func(key string, a authConfig) web.Credentials {
+		var c web.Credentials
+		if a.TokenEnv != "" {
+			if c.Token = getenv(a.TokenEnv); c.Token == "" {
+				p.addf(key+".token_env", "the environment variable %s is not set or empty", a.TokenEnv)
+			}
+		}
+		if a.BasicUser != "" || a.BasicPasswordEnv != "" {
+			if a.BasicUser == "" || a.BasicPasswordEnv == "" {
+				p.addf(key, "basic_user and basic_password_env go together")
+				return c
+			}
+			c.User = a.BasicUser
+			if c.Password = getenv(a.BasicPasswordEnv); c.Password == "" {
+				p.addf(key+".basic_password_env", "the environment variable %s is not set or empty", a.BasicPasswordEnv)
+			}
+		}
+		return c
+	}
+	rc.web.Auth.Read = read("http.read", h.Read)
+	rc.web.Auth.Write = read("http.write", h.Write)
+}
+
+// checkExposure refuses to serve a listen address other hosts can reach
+// without credentials, unless http.allow_unauthenticated says so. It runs
+// once the listen address is final (--listen overrides the file).
+func (rc *runConfig) checkExposure() error {
+	if err := rc.web.Exposure(); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return nil
+}
+
+// loopback reports whether a listen address accepts only this host.
+func loopback(listen string) bool { return web.Loopback(listen) }
+
 // configProblems collects the problems of a config, each naming its key
 // and, where the file has the key (or the block it belongs in), its line.
 type configProblems struct {
@@ -337,11 +479,30 @@ type configProblems struct {
 }
 
 func (p *configProblems) add(key string, err error) {
-	p.errs = append(p.errs, &rules.Error{File: p.file, Line: rules.Line(p.doc, key), Key: key, Err: err})
+	e := &rules.Error{File: p.file, Line: rules.Line(p.doc, key), Key: key, Err: err}
+	// Two components may check one key (output.metrics_interval is the
+	// lag's interval and the aggregates'): say each problem once.
+	if slices.ContainsFunc(p.errs, func(o error) bool { return o.Error() == e.Error() }) {
+		return
+	}
+	p.errs = append(p.errs, e)
 }
 
 func (p *configProblems) addf(key, format string, args ...any) {
 	p.add(key, fmt.Errorf(format, args...))
+}
+
+// addAll adds every problem of err, each under the key of its
+// *config.Error.
+func (p *configProblems) addAll(err error) {
+	for _, e := range config.Problems(err) {
+		var ce *config.Error
+		if errors.As(e, &ce) {
+			p.add(ce.Key, ce.Err)
+		} else {
+			p.errs = append(p.errs, e)
+		}
+	}
 }
 
 // err returns the problems as a *configError, or nil: the config file's
@@ -382,323 +543,4 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// validate checks every key, adding each problem to p; a duration that
-// does not parse takes its default, so the checks that compare it with
-// others report only their own problems.
-func (rc *runConfig) validate(p *configProblems) {
-	fc := &rc.file
-	defaults := defaultConfig()
-	dur := func(key, v, fallback string, zeroOK bool) time.Duration {
-		d, err := rules.ParseDuration(v)
-		if err != nil || d < 0 || (d == 0 && !zeroOK) {
-			p.addf(key, "%q is not a positive duration (e.g. 30s, 5m, 90d, 1d12h)", v)
-			d, _ = rules.ParseDuration(fallback)
-		}
-		return d
-	}
-	var ec engine.Config
-	ec.Retention = dur("engine.retention", fc.Engine.Retention, defaults.Engine.Retention, false)
-	ec.MaxFuture = dur("engine.max_future", fc.Engine.MaxFuture, defaults.Engine.MaxFuture, true)
-	ec.EvalInterval = dur("engine.eval_interval", fc.Engine.EvalInterval, defaults.Engine.EvalInterval, false)
-	ec.SweepInterval = dur("engine.sweep_interval", fc.Engine.SweepInterval, defaults.Engine.SweepInterval, false)
-	ec.ScoreInterval = dur("engine.score_interval", fc.Engine.ScoreInterval, defaults.Engine.ScoreInterval, false)
-	ec.MaxAccounts, ec.MaxUsers = fc.Engine.MaxAccounts, fc.Engine.MaxUsers
-	ec.MaxSkew = dur("engine.max_skew", fc.Engine.MaxSkew, defaults.Engine.MaxSkew, false)
-	for _, err := range unjoin(ec.Validate()) {
-		var se *engine.SettingError
-		if errors.As(err, &se) {
-			p.add("engine."+se.Key, se.Err)
-		} else {
-			p.add("engine", err)
-		}
-	}
-	sc := stream.Config{Topic: fc.Kafka.Topic, Group: fc.Kafka.Group, Start: fc.Kafka.Start, CheckpointDir: fc.Checkpoint.Dir,
-		DeadLetterTopic: fc.Kafka.DeadLetterTopic, FetchMaxBytes: fc.Kafka.FetchMaxBytes, Engine: ec, Brokers: fc.Kafka.Brokers}
-	sc.IdleAdvance = dur("engine.idle_advance", fc.Engine.IdleAdvance, defaults.Engine.IdleAdvance, true)
-	sc.CheckpointInterval = dur("checkpoint.interval", fc.Checkpoint.Interval, defaults.Checkpoint.Interval, false)
-	rc.aggregateInterval = dur("output.metrics_interval", fc.Output.MetricsInterval, defaults.Output.MetricsInterval, false)
-	rc.groupWait = dur("webhooks.group_wait", fc.Webhooks.GroupWait, defaults.Webhooks.GroupWait, true)
-	rc.webhookRetryTime = dur("webhooks.max_retry_time", fc.Webhooks.MaxRetryTime, defaults.Webhooks.MaxRetryTime, false)
-	rc.webhookMaxAge = dur("webhooks.max_age", fc.Webhooks.MaxAge, defaults.Webhooks.MaxAge, true)
-	if fc.Webhooks.QueueSize < 1 {
-		p.addf("webhooks.queue_size", "%d must be ≥ 1", fc.Webhooks.QueueSize)
-	}
-	if u := fc.Webhooks.PublicURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		p.addf("webhooks.public_url", "%q must start with http:// or https://", u)
-	}
-	sc.FetchMaxWait = dur("kafka.fetch_max_wait", fc.Kafka.FetchMaxWait, defaults.Kafka.FetchMaxWait, false)
-	sc.SessionTimeout = dur("kafka.session_timeout", fc.Kafka.SessionTimeout, defaults.Kafka.SessionTimeout, false)
-	if sc.SessionTimeout < minSessionTimeout || sc.SessionTimeout > maxSessionTimeout {
-		p.addf("kafka.session_timeout", "%v must be between %v (three of the 1 s heartbeats) and %v (a default broker's group.max.session.timeout.ms)",
-			sc.SessionTimeout, minSessionTimeout, maxSessionTimeout)
-	}
-	sc.LagInterval = rc.aggregateInterval
-	if fc.Kafka.Topic == "" {
-		p.addf("kafka.topic", "required")
-	} else {
-		topicName(p, "kafka.topic", fc.Kafka.Topic)
-	}
-	if fc.Kafka.DeadLetterTopic != "" {
-		topicName(p, "kafka.dead_letter_topic", fc.Kafka.DeadLetterTopic)
-	}
-	if fc.Listen == "" {
-		p.addf("listen", "an address is required, e.g. 127.0.0.1:8080")
-	}
-	if fc.Kafka.Group == "" {
-		p.addf("kafka.group", "required")
-	}
-	if fc.Kafka.Start != stream.StartEarliest && fc.Kafka.Start != stream.StartLatest && fc.Kafka.Start != stream.StartCommitted {
-		p.addf("kafka.start", "%q must be earliest, latest or committed", fc.Kafka.Start)
-	}
-	if fc.Kafka.FetchMaxBytes < 1<<20 {
-		p.addf("kafka.fetch_max_bytes", "%d is below 1 MiB, the largest event", fc.Kafka.FetchMaxBytes)
-	}
-	switch fc.Checkpoint.Store {
-	case storeDir:
-		if fc.Checkpoint.Dir == "" {
-			p.addf("checkpoint.dir", "required")
-		}
-	case storeKafka:
-		topic := fc.Checkpoint.Topic
-		switch {
-		case topic != "":
-			topicName(p, "checkpoint.topic", topic)
-		case topicRe.MatchString(fc.Kafka.Topic): // else kafka.topic says what is wrong
-			if topic = changelog.DefaultTopic(fc.Kafka.Topic); len(topic) > 249 {
-				p.addf("checkpoint.topic", "the default, %s, is longer than Kafka's 249 characters: name a topic", topic)
-			}
-		}
-		if topic != "" && (topic == fc.Kafka.Topic || topic == fc.Kafka.DeadLetterTopic) {
-			p.addf("checkpoint.topic", "%q is the events or the dead-letter topic; checkpoints need a topic of their own", topic)
-		}
-		// Records are compressed with lz4: a checkpoint shrinks about
-		// fivefold (bench/results/changelog.md).
-		rc.changelog = &changelog.Config{Topic: topic, Source: fc.Kafka.Topic, Group: fc.Kafka.Group, Compression: kafka.Lz4}
-	default:
-		p.addf("checkpoint.store", "%q must be %s or %s", fc.Checkpoint.Store, storeDir, storeKafka)
-	}
-	if rc.embedded && fc.Embedded.Partitions < 1 {
-		p.addf("embedded.partitions", "%d must be ≥ 1", fc.Embedded.Partitions)
-	}
-	if d := fc.Embedded.Demo; rc.embedded && d.Enabled {
-		if d.Accounts < 1 {
-			p.addf("embedded.demo.accounts", "%d must be ≥ 1", d.Accounts)
-		}
-		if d.HistoryDays < 1 {
-			p.addf("embedded.demo.history_days", "%d must be ≥ 1", d.HistoryDays)
-		}
-		if d.Speed < 1 {
-			p.addf("embedded.demo.speed", "%v must be ≥ 1", d.Speed)
-		}
-	}
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, fc.Log.Level) {
-		p.addf("log.level", "%q must be debug, info, warn or error", fc.Log.Level)
-	}
-	if !slices.Contains(logFormats, fc.Log.Format) {
-		p.addf("log.format", "%q must be %s", fc.Log.Format, strings.Join(logFormats, " or "))
-	}
-	if rc.embedded {
-		sc.Brokers = []string{fc.Embedded.Listen}
-	}
-	if chc := fc.ClickHouse; len(chc.Addr) > 0 {
-		cc := clickhouse.Config{Addr: chc.Addr, Database: chc.Database, Username: chc.Username, Password: chc.Password, BatchRows: chc.BatchRows, HistoryMonths: chc.HistoryMonths}
-		cc.FlushInterval = dur("clickhouse.flush_interval", chc.FlushInterval, defaults.ClickHouse.FlushInterval, false)
-		if !identRe.MatchString(chc.Database) {
-			p.addf("clickhouse.database", "%q must be a plain identifier", chc.Database)
-		}
-		if chc.BatchRows < 1 {
-			p.addf("clickhouse.batch_rows", "%d must be ≥ 1", chc.BatchRows)
-		}
-		if chc.HistoryMonths < 0 {
-			p.addf("clickhouse.history_months", "%d must be ≥ 0", chc.HistoryMonths)
-		}
-		cc.TLS = chc.TLS.build(p, "clickhouse.tls")
-		rc.clickhouse = &cc
-		sc.Engine.ScoreRows = true
-	}
-	sc.Dialer = dialer(p, &fc.Kafka)
-	if rc.changelog != nil {
-		rc.changelog.Brokers, rc.changelog.Dialer = sc.Brokers, sc.Dialer
-	}
-	rc.stream = sc
-}
-
-// checkpointStore returns where partitions are checkpointed: the Kafka
-// topic, reading the directory's checkpoints (if any) for partitions the
-// topic has none of, so that moving a group to the topic rebuilds
-// nothing; or the directory. log is the daemon's.
-func (rc *runConfig) checkpointStore(log *slog.Logger) stream.CheckpointStore {
-	dir := stream.NewDirStore(rc.stream.CheckpointDir, rc.stream.Topic, log)
-	if rc.changelog == nil {
-		return dir
-	}
-	c := *rc.changelog
-	c.Log = log
-	if rc.stream.CheckpointDir == "" {
-		return changelog.New(c)
-	}
-	return stream.WithFallback(changelog.New(c), dir, log)
-}
-
-// credentials reads the HTTP credentials the config names from the
-// environment, and checks the snooze bounds.
-func (rc *runConfig) credentials(getenv func(string) string, p *configProblems) {
-	h := &rc.file.HTTP
-	var err error
-	if rc.maxSnooze, err = rules.ParseDuration(h.MaxSnooze); err != nil || rc.maxSnooze <= 0 {
-		p.addf("http.max_snooze", "%q is not a positive duration (e.g. 30d)", h.MaxSnooze)
-	}
-	if h.MaxSnoozes < 1 {
-		p.addf("http.max_snoozes", "%d must be ≥ 1", h.MaxSnoozes)
-	}
-	read := func(key string, a authConfig) web.Credentials {
-		var c web.Credentials
-		if a.TokenEnv != "" {
-			if c.Token = getenv(a.TokenEnv); c.Token == "" {
-				p.addf(key+".token_env", "the environment variable %s is not set or empty", a.TokenEnv)
-			}
-		}
-		if a.BasicUser != "" || a.BasicPasswordEnv != "" {
-			if a.BasicUser == "" || a.BasicPasswordEnv == "" {
-				p.addf(key, "basic_user and basic_password_env go together")
-				return c
-			}
-			c.User = a.BasicUser
-			if c.Password = getenv(a.BasicPasswordEnv); c.Password == "" {
-				p.addf(key+".basic_password_env", "the environment variable %s is not set or empty", a.BasicPasswordEnv)
-			}
-		}
-		return c
-	}
-	rc.auth.Read = read("http.read", h.Read)
-	rc.auth.Write = read("http.write", h.Write)
-}
-
-// dataDir is a directory pulse run writes to, and the key that names it.
-type dataDir struct{ key, dir string }
-
-// dataDirs lists the directories pulse run writes to with rc and rs: the
-// checkpoints', the transitions file's and (with notifiers) the webhook
-// state file's. The defaults are all under pulse-data/ in the working
-// directory; pulse run creates each that is missing.
-func (rc *runConfig) dataDirs(rs *rules.Ruleset) []dataDir {
-	var dirs []dataDir
-	if rc.changelog == nil {
-		dirs = append(dirs, dataDir{"checkpoint.dir", rc.stream.CheckpointDir})
-	}
-	if f := rc.file.Output.TransitionsFile; f != "" && f != "-" {
-		dirs = append(dirs, dataDir{"output.transitions_file", filepath.Dir(f)})
-	}
-	if f := rc.file.Webhooks.StateFile; f != "" && len(rs.Notify) > 0 {
-		dirs = append(dirs, dataDir{"webhooks.state_file", filepath.Dir(f)})
-	}
-	return dirs
-}
-
-// checkExposure refuses to serve a listen address other hosts can reach
-// without credentials, unless http.allow_unauthenticated says so. It runs
-// once the listen address is final (--listen overrides the file).
-func (rc *runConfig) checkExposure() error {
-	if err := rc.exposure(); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	return nil
-}
-
-func (rc *runConfig) exposure() error {
-	if rc.auth.Read.Set() || rc.file.HTTP.AllowUnauthenticated || loopback(rc.file.Listen) {
-		return nil
-	}
-	return fmt.Errorf("%s is not a loopback address and http.read sets no credentials: anyone who reaches it reads every account and may snooze them. "+
-		"Set http.read (and http.write) token_env or basic_user, or set http.allow_unauthenticated: true to serve it open", rc.file.Listen)
-}
-
-// loopback reports whether a listen address accepts only this host.
-func loopback(listen string) bool {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// Bounds of kafka.session_timeout. The consumer heartbeats every second,
-// and a member must be able to miss two heartbeats; a default broker
-// refuses sessions outside group.min/max.session.timeout.ms (6 s–30 min).
-const (
-	minSessionTimeout = 3 * time.Second
-	maxSessionTimeout = 30 * time.Minute
-)
-
-// topicRe is Kafka's own rule for topic names. Pulse also names its
-// checkpoint files after the topic, so a name like ../x would put them
-// outside checkpoint.dir.
-var topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-
-func topicName(p *configProblems, key, name string) {
-	if !topicRe.MatchString(name) || name == "." || name == ".." {
-		p.addf(key, `%q is not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-' (and not "." or "..")`, name)
-	}
-}
-
-// build returns the TLS client configuration, or nil when TLS is off (or
-// its files are bad: problems go to p). key names the setting (kafka.tls,
-// clickhouse.tls).
-func (c tlsConfig) build(p *configProblems, key string) *tls.Config {
-	if !c.Enabled {
-		return nil
-	}
-	tc := &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			p.add(key+".ca_file", err)
-		} else if tc.RootCAs = x509.NewCertPool(); !tc.RootCAs.AppendCertsFromPEM(pem) {
-			p.addf(key+".ca_file", "%s holds no PEM certificate", c.CAFile)
-		}
-	}
-	if c.CertFile != "" || c.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			p.addf(key+".cert_file", "with key_file: %w", err)
-		} else {
-			tc.Certificates = []tls.Certificate{cert}
-		}
-	}
-	return tc
-}
-
-// dialer builds the Kafka dialer with the TLS and SASL settings.
-func dialer(p *configProblems, k *kafkaConfig) *kafka.Dialer {
-	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
-	if tc := k.TLS.build(p, "kafka.tls"); tc != nil {
-		d.TLS = tc
-	}
-	switch k.SASL.Mechanism {
-	case "":
-	case "plain":
-		d.SASLMechanism = plain.Mechanism{Username: k.SASL.Username, Password: k.SASL.Password}
-	case "scram-sha-256", "scram-sha-512":
-		algo := scram.SHA256
-		if k.SASL.Mechanism == "scram-sha-512" {
-			algo = scram.SHA512
-		}
-		m, err := scram.Mechanism(algo, k.SASL.Username, k.SASL.Password)
-		if err != nil {
-			p.add("kafka.sasl", err)
-			break
-		}
-		d.SASLMechanism = m
-	default:
-		p.addf("kafka.sasl.mechanism", "%q must be plain, scram-sha-256 or scram-sha-512", k.SASL.Mechanism)
-	}
-	return d
 }

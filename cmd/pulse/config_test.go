@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,20 +10,63 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/rules"
+	"github.com/pulsehq/pulse/sinks"
+	"github.com/pulsehq/pulse/sinks/clickhouse"
+	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
 func noEnv(string) string { return "" }
+
+// loadOutputs returns every registered output at its defaults.
+func loadOutputs() []sinks.Loaded {
+	var out []sinks.Loaded
+	for _, o := range outputs {
+		out = append(out, o.Load())
+	}
+	return out
+}
+
+// checkedConfig is the config the output named name was checked into.
+func checkedConfig(t *testing.T, rc *runConfig, name string) any {
+	t.Helper()
+	for _, o := range rc.outputs {
+		if o.Name() == name {
+			return o.Config()
+		}
+	}
+	t.Fatalf("no output %s", name)
+	return nil
+}
+
+// builtinPlan is what the daemon runs with rc and the model built into
+// the binary: the outputs that are on, by name, and whether the engine
+// emits score rows.
+func builtinPlan(t *testing.T, rc *runConfig) (on map[string]bool, scoreRows bool) {
+	t.Helper()
+	rs, err := loadRules("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, sc := rc.plan(rs)
+	on = map[string]bool{}
+	for _, o := range outs {
+		on[o.Name()] = true
+	}
+	return on, sc.Engine.ScoreRows
+}
 
 func TestDefaultConfigIsTheEmbeddedDefault(t *testing.T) {
 	rc, err := loadConfig("", noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rc.embedded || rc.file.Listen != "127.0.0.1:8080" || rc.stream.Brokers[0] != "127.0.0.1:9092" ||
+	on, scoreRows := builtinPlan(t, rc)
+	if !rc.embedded || rc.web.Listen != "127.0.0.1:8080" || rc.stream.Brokers[0] != "127.0.0.1:9092" ||
 		rc.stream.Topic != "events" || rc.file.Embedded.Partitions != 8 || rc.stream.Engine.EvalInterval != time.Minute ||
-		rc.clickhouse != nil || rc.stream.Engine.ScoreRows || rc.stream.Engine.ScoreInterval != time.Hour {
-		t.Fatalf("default config %+v", rc)
+		on["clickhouse"] || !on["file"] || scoreRows || rc.stream.Engine.ScoreInterval != time.Hour {
+		t.Fatalf("default config %+v, outputs %v", rc, on)
 	}
 }
 
@@ -43,11 +85,13 @@ engine: {retention: 60d, idle_advance: "0"}
 	if err != nil {
 		t.Fatal(err)
 	}
+	ch := checkedConfig(t, rc, "clickhouse").(clickhouse.Config)
+	on, scoreRows := builtinPlan(t, rc)
 	if rc.embedded || strings.Join(rc.stream.Brokers, ",") != "a:1,b:2" || rc.stream.Group != "csm" ||
 		rc.file.Kafka.SASL.Password != "s3cret" || rc.stream.Dialer.SASLMechanism == nil ||
 		rc.stream.Engine.Retention != 60*24*time.Hour || rc.stream.IdleAdvance != 0 ||
-		rc.clickhouse == nil || rc.clickhouse.Addr[0] != "ch:9000" || rc.clickhouse.Password != "pw" || !rc.stream.Engine.ScoreRows {
-		t.Fatalf("config %+v", rc)
+		!on["clickhouse"] || ch.Addr[0] != "ch:9000" || ch.Password != "pw" || !scoreRows {
+		t.Fatalf("config %+v, clickhouse %+v", rc, ch)
 	}
 }
 
@@ -81,6 +125,12 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		"embedded: {demo: {speed: 0.5}}\n":                            "bad.yaml:1: embedded.demo.speed: 0.5 must be ≥ 1",
 		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, ca_file: /nonexistent.pem}\n":   "bad.yaml:3: clickhouse.tls.ca_file",
 		"clickhouse:\n  addr: [ch:9440]\n  tls: {enabled: true, cert_file: /nonexistent.pem}\n": "bad.yaml:3: clickhouse.tls.cert_file: with key_file",
+		"kafka_out:\n  scores_topic: a/b\n":                                                     `bad.yaml:2: kafka_out.scores_topic: "a/b" is not a Kafka topic name`,
+		"kafka_out:\n  brokers: [k:9092]\n":                                                     "bad.yaml:1: kafka_out: scores_topic or transitions_topic is required",
+		"kafka_out: {scores_topic: pulse, transitions_topic: pulse}\n":                          `bad.yaml:1: kafka_out.transitions_topic: "pulse" is scores_topic too`,
+		"kafka_out:\n  topic: x\n":                                                              "bad.yaml:2: kafka_out.topic: unknown key",
+		"clickhouse:\n  flush_interval: soon\n":                                                 `bad.yaml:2: clickhouse.flush_interval: "soon" is not a positive duration`,
+		"kafka:\n  fetch_max_bytes: 512KiB\n":                                                   "bad.yaml:2: kafka.fetch_max_bytes: 524288 is below 1 MiB",
 	} {
 		path := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(path, []byte(src), 0o644)
@@ -172,6 +222,7 @@ func TestConfigBoundsAccepted(t *testing.T) {
 		"kafka:\n  topic: a.b_c-D9\n  dead_letter_topic: dead.letters\n",
 		"kafka:\n  session_timeout: 3s\n",
 		"kafka:\n  session_timeout: 30m\n",
+		"kafka:\n  fetch_max_bytes: 1MiB\n",
 	} {
 		path := filepath.Join(t.TempDir(), "good.yaml")
 		os.WriteFile(path, []byte(src), 0o644)
@@ -195,19 +246,22 @@ clickhouse: {addr: [ch:9440], tls: {enabled: true, ca_file: %[1]s}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, tc := range map[string]*tls.Config{"clickhouse": rc.clickhouse.TLS, "kafka": rc.stream.Dialer.TLS} {
+	for name, tc := range map[string]*tls.Config{"clickhouse": checkedConfig(t, rc, "clickhouse").(clickhouse.Config).TLS, "kafka": rc.stream.Dialer.TLS} {
 		if tc == nil || tc.RootCAs == nil || tc.MinVersion != tls.VersionTLS12 || tc.InsecureSkipVerify {
 			t.Errorf("%s TLS config %+v", name, tc)
 		}
 	}
 	rc, err = loadConfig("", func(k string) string { return map[string]string{"PULSE_CLICKHOUSE_ADDR": "ch:9000"}[k] })
-	if err != nil || rc.clickhouse == nil || rc.clickhouse.TLS != nil {
-		t.Fatalf("without clickhouse.tls: %v, %+v", err, rc.clickhouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := checkedConfig(t, rc, "clickhouse").(clickhouse.Config); ch.Addr == nil || ch.TLS != nil {
+		t.Fatalf("without clickhouse.tls: %+v", ch)
 	}
 }
 
 // checkpoint.store kafka keeps checkpoints in <kafka.topic>.pulse-checkpoints
-// (or checkpoint.topic) with the brokers, TLS and SASL of kafka, and
+// (or checkpoint.topic), through the consumer's brokers and dialer, and
 // creates no checkpoint directory; dir, the default, keeps the files.
 func TestCheckpointStoreConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pulse.yaml")
@@ -216,9 +270,9 @@ func TestCheckpointStoreConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := rc.changelog
-	if c == nil || c.Topic != "usage.pulse-checkpoints" || c.Source != "usage" || c.Group != "g" || c.Dialer != rc.stream.Dialer || !slices.Equal(c.Brokers, []string{"k:9092"}) {
-		t.Fatalf("changelog config %+v", c)
+	if sc := rc.stream; sc.CheckpointStore != stream.CheckpointsInKafka || sc.CheckpointTopic != "" || stream.DefaultCheckpointTopic(sc.Topic) != "usage.pulse-checkpoints" ||
+		!slices.Equal(sc.Brokers, []string{"k:9092"}) || sc.Dialer == nil {
+		t.Fatalf("consumer config %+v", sc)
 	}
 	for _, d := range rc.dataDirs(&rules.Ruleset{}) {
 		if d.key == "checkpoint.dir" {
@@ -226,11 +280,11 @@ func TestCheckpointStoreConfig(t *testing.T) {
 		}
 	}
 	os.WriteFile(path, []byte("checkpoint: {store: kafka, topic: my.checkpoints}\n"), 0o644)
-	if rc, err = loadConfig(path, noEnv); err != nil || rc.changelog.Topic != "my.checkpoints" || rc.changelog.Brokers[0] != "127.0.0.1:9092" {
-		t.Fatalf("checkpoint.topic with the embedded broker: %v %+v", err, rc.changelog)
+	if rc, err = loadConfig(path, noEnv); err != nil || rc.stream.CheckpointTopic != "my.checkpoints" || rc.stream.Brokers[0] != "127.0.0.1:9092" {
+		t.Fatalf("checkpoint.topic with the embedded broker: %v %+v", err, rc.stream)
 	}
-	if rc, err = loadConfig("", noEnv); err != nil || rc.changelog != nil || rc.file.Checkpoint.Store != "dir" {
-		t.Fatalf("the default store: %v %+v", err, rc.changelog)
+	if rc, err = loadConfig("", noEnv); err != nil || rc.stream.CheckpointStore != stream.CheckpointsInDir || rc.file.Checkpoint.Store != "dir" {
+		t.Fatalf("the default store: %v %+v", err, rc.stream)
 	}
 	// A long events topic leaves no room for the default name.
 	os.WriteFile(path, []byte("kafka: {topic: "+strings.Repeat("t", 240)+"}\ncheckpoint: {store: kafka}\n"), 0o644)

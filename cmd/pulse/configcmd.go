@@ -33,11 +33,15 @@ func configCheckCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	if rulesFile == "" {
 		rulesFile = "built-in model"
 	}
-	ch := "off"
-	if rc.clickhouse != nil {
-		ch = strings.Join(rc.clickhouse.Addr, ",")
+	var outs []string
+	on, _ := rc.plan(rs)
+	for _, o := range on {
+		outs = append(outs, o.Name()+" "+o.needs.Target)
 	}
-	fmt.Fprintf(stdout, "%s: ok (listen %s; kafka %s, topic %s; rules %s: %d alerts, %d notifiers; clickhouse %s)\n",
-		file, rc.file.Listen, kafka, rc.stream.Topic, rulesFile, len(rs.Alerts), len(rs.Notify), ch)
+	if len(outs) == 0 {
+		outs = []string{"none"}
+	}
+	fmt.Fprintf(stdout, "%s: ok (listen %s; kafka %s, topic %s; rules %s: %d alerts, %d notifiers; outputs %s)\n",
+		file, rc.web.Listen, kafka, rc.stream.Topic, rulesFile, len(rs.Alerts), len(rs.Notify), strings.Join(outs, ", "))
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pulsehq/pulse/sinks/clickhouse"
 )
 
 // The configs shipped under deploy/, each loaded through the daemon's own
@@ -44,8 +46,8 @@ func TestShippedConfigsAreValid(t *testing.T) {
 			if rc.embedded {
 				t.Error("kafka.brokers is empty: the config would start the embedded demo broker")
 			}
-			if loopback(rc.file.Listen) {
-				t.Errorf("listen: %s is loopback: nothing outside the host, container or pod reaches it", rc.file.Listen)
+			if loopback(rc.web.Listen) {
+				t.Errorf("listen: %s is loopback: nothing outside the host, container or pod reaches it", rc.web.Listen)
 			}
 			if err := rc.checkExposure(); err != nil {
 				t.Error(err)
@@ -56,7 +58,7 @@ func TestShippedConfigsAreValid(t *testing.T) {
 			if _, err := loadRules(c.rulesFrom); err != nil {
 				t.Errorf("the rules file mounted at %s: %v", c.rules, err)
 			}
-			if rc.clickhouse == nil {
+			if checkedConfig(t, rc, "clickhouse").(clickhouse.Config).Addr == nil {
 				t.Error("clickhouse.addr is empty: the deployment's dashboards read ClickHouse")
 			}
 		})
@@ -101,7 +103,8 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	}
 	walk(&doc, "")
 
-	known := configKeys(reflect.TypeFor[fileConfig](), "")
+	schema, _ := configSchema(configParts(new(fileConfig), loadOutputs()))
+	known := configKeys(schema, "")
 	for _, k := range known {
 		if !present[k] {
 			t.Errorf("%s: key %s is missing", path, k)
@@ -119,7 +122,11 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 func configKeys(typ reflect.Type, prefix string) []string {
 	var keys []string
 	for f := range typ.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			keys = append(keys, configKeys(f.Type, prefix)...)
+			continue
+		}
 		if name == "" || name == "-" {
 			continue
 		}

@@ -28,9 +28,9 @@ http:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.auth.Read.Token != "r" || rc.auth.Write.User != "ops" || rc.auth.Write.Password != "pw" ||
-		!rc.file.HTTP.Pprof || rc.maxSnooze != 7*24*time.Hour || rc.file.HTTP.MaxSnoozes != 50 {
-		t.Fatalf("http config %+v, auth %+v", rc.file.HTTP, rc.auth)
+	if a := rc.web.Auth; a.Read.Token != "r" || a.Write.User != "ops" || a.Write.Password != "pw" ||
+		!rc.web.Pprof || rc.web.MaxSnooze != 7*24*time.Hour || rc.web.MaxSnoozes != 50 {
+		t.Fatalf("http config %+v", rc.web)
 	}
 	if err := rc.checkExposure(); err != nil {
 		t.Fatalf("a non-loopback listen with read credentials: %v", err)
@@ -55,7 +55,7 @@ http:
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc.file.Listen = listen
+		rc.web.Listen = listen
 		err = rc.checkExposure()
 		if open != (err == nil) {
 			t.Errorf("%s without credentials: %v", listen, err)
@@ -63,7 +63,7 @@ http:
 		if err != nil && !strings.Contains(err.Error(), "http.allow_unauthenticated") {
 			t.Errorf("%s: the refusal does not name http.allow_unauthenticated: %v", listen, err)
 		}
-		rc.file.HTTP.AllowUnauthenticated = true
+		rc.web.AllowUnauthenticated = true
 		if err := rc.checkExposure(); err != nil {
 			t.Errorf("%s with allow_unauthenticated: %v", listen, err)
 		}

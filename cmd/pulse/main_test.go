@@ -252,17 +252,25 @@ func TestDemoShowsEveryGradeAndFiresEveryAlert(t *testing.T) {
 	}
 }
 
-// `pulse run` works from any directory, as after `go install`: with no
-// rules file named it scores with the shipped model built into the
-// binary, and --rules overrides it.
+// `pulse run` works from any directory, as after `go install`: the built
+// binary, copied alone into an empty directory and started there, serves
+// the demo with the shipped model built into it, and --rules overrides it.
 func TestRunWorksFromAnyDirectory(t *testing.T) {
-	elsewhere := t.TempDir() // no deploy/ here
+	elsewhere := t.TempDir() // no deploy/ here: only the binary
+	bin := filepath.Join(elsewhere, "pulse")
+	data, err := os.ReadFile(pulseBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	port, kport := freePort(t), freePort(t)
 	cfg := writeConfig(t, t.TempDir(), fmt.Sprintf(`
 listen: 127.0.0.1:%d
 embedded: {listen: 127.0.0.1:%d, demo: {enabled: true, accounts: 5, history_days: 2, speed: 200000}}
 `, port, kport))
-	d := startPulseIn(t, elsewhere, "run", "--config", cfg)
+	d := startBinary(t, bin, elsewhere, "run", "--config", cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitUntil(t, "/healthz from another directory", 30*time.Second, func() bool {
 		if d.exited() {
@@ -270,6 +278,10 @@ embedded: {listen: 127.0.0.1:%d, demo: {enabled: true, accounts: 5, history_days
 		}
 		code, _ := httpGet(base + "/healthz")
 		return code == 200
+	})
+	// The demo's five accounts are scored by the built-in model.
+	waitUntil(t, "the demo's accounts from another directory", 30*time.Second, func() bool {
+		return len(apiStates(t, base)) == 5
 	})
 	_, alerts := httpGet(base + "/api/alerts")
 	if !bytes.HasPrefix(bytes.TrimSpace(alerts), []byte("[")) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pulsehq/pulse/config"
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
 )
@@ -57,7 +58,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		// The engine names its settings as the config does; here they
 		// are flags.
 		for _, err := range unjoin(err) {
-			var se *engine.SettingError
+			var se *config.Error
 			if errors.As(err, &se) {
 				fmt.Fprintf(stderr, "pulse replay: --%s: %v\n", strings.ReplaceAll(se.Key, "_", "-"), se.Err)
 			} else {

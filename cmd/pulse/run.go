@@ -20,11 +20,9 @@ import (
 	"github.com/pulsehq/pulse/engine/stream"
 	"github.com/pulsehq/pulse/engine/synth"
 	"github.com/pulsehq/pulse/rules"
-	"github.com/pulsehq/pulse/sinks/clickhouse"
-	"github.com/pulsehq/pulse/sinks/file"
+	"github.com/pulsehq/pulse/sinks"
 	"github.com/pulsehq/pulse/sinks/prom"
 	"github.com/pulsehq/pulse/sinks/web"
-	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
 // shutdownTimeout bounds a graceful stop: stop fetching, flush sinks,
@@ -94,9 +92,13 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 		// The embedded broker keeps its log in memory: a new one starts
 		// empty, so checkpoints of an earlier run describe a log that is
 		// gone.
-		old, _ := filepath.Glob(filepath.Join(rc.stream.CheckpointDir, "*.ckpt"))
+		old, _ := filepath.Glob(filepath.Join(rc.stream.CheckpointDir, "*.ckpt")) // the pattern is valid
 		for _, f := range old {
-			os.Remove(f)
+			if err := os.Remove(f); err != nil {
+				// Harmless: a checkpoint beyond the new log's end is
+				// rebuilt from the start.
+				log.Warn("removing a checkpoint of an earlier embedded broker", "err", err)
+			}
 		}
 		cluster, err := startEmbeddedBroker(rc)
 		if err != nil {
@@ -115,55 +117,30 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 
 	metrics := prom.New()
 	metrics.Registry().MustRegister(buildInfoGauge(readBuild()))
-	// Sinks are written in order and a failure retries the batch whole.
-	// The account view's store of recent transitions comes first (it only
-	// copies, in memory, and keeps a retried batch once), then webhooks
-	// (they only append to their outbox, and drop what they have already), so a
-	// failing ClickHouse never delays a notification.
+	on, sc := rc.plan(rs)
+	// Every batch goes to the sinks in order (engine.Sinks): first the
+	// HTTP server's store of recent transitions (it only copies, in
+	// memory, and keeps a retried batch once), then the outputs the config
+	// turns on, in the order of their list (outputs.go), each counted
+	// under its name, and last the transition counter of /metrics, so
+	// that only batches every sink accepted count.
 	recent := web.NewRecent(web.RecentPerAccount, web.RecentTotal)
-	sinks := engine.Sinks{recent}
-	var notify *webhook.Sink
-	if len(rs.Notify) > 0 {
-		wh := rc.file.Webhooks
-		var err error
-		notify, err = webhook.New(webhook.Config{Notifiers: rs.Notify, PublicURL: wh.PublicURL, GroupWait: rc.groupWait,
-			QueueSize: wh.QueueSize, StateFile: wh.StateFile, MaxRetryTime: rc.webhookRetryTime, MaxAge: rc.webhookMaxAge, Log: log, Counted: metrics.Notified})
+	all := engine.Sinks{recent}
+	var opened []engine.Sink // the outputs themselves, for reloads and snoozes
+	env := &sinks.Env{Kafka: sinks.Kafka{Brokers: sc.Brokers, Dialer: sc.Dialer}, Rules: rs, Log: log, Hooks: metrics}
+	for _, o := range on {
+		s, err := o.Open(ctx, env)
 		if err != nil {
-			return err
+			return errors.Join(err, engine.Sinks(opened).Close(ctx))
 		}
-		sinks = append(sinks, metrics.Wrap("webhook", notify))
-		log.Info("webhooks", "notifiers", len(rs.Notify))
+		opened = append(opened, s)
+		all = append(all, metrics.Wrap(o.Name(), s))
 	}
-	if rc.clickhouse != nil {
-		rc.clickhouse.Log = log
-		rc.clickhouse.Inserted = metrics.ClickHouseInserted
-		// The sink retries INSERTs on its own, after Write accepted the
-		// rows: count each failed attempt, or an outage stays invisible.
-		rc.clickhouse.Failed = func(error) { metrics.SinkRetried("clickhouse") }
-		// A ClickHouse that does not answer yet does not stop Pulse: the
-		// sink creates the schema once it does, and holds rows (then the
-		// partitions) meanwhile.
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		chSink, err := clickhouse.Open(octx, *rc.clickhouse)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("clickhouse: %w", err)
-		}
-		sinks = append(sinks, metrics.Wrap("clickhouse", chSink))
-	}
-	if path := rc.file.Output.TransitionsFile; path != "" {
-		f, err := file.Open(path)
-		if err != nil {
-			return fmt.Errorf("output.transitions_file: %w", err)
-		}
-		sinks = append(sinks, metrics.Wrap("file", f))
-	}
-	sinks = append(sinks, metrics.Sink())
-	rc.stream.Hooks = metrics
-	rc.stream.Log = log
-	rc.stream.Checkpoints = rc.checkpointStore(log)
-	consumer := stream.New(rc.stream, rs, sinks)
-	aggregates := &prom.Aggregates{Source: consumer, Interval: rc.aggregateInterval}
+	all = append(all, metrics.Sink())
+	sc.Hooks = metrics
+	sc.Log = log
+	consumer := stream.New(sc, rs, all)
+	aggregates := &prom.Aggregates{View: consumer, Interval: rc.metrics.AggregateInterval}
 	metrics.Registry().MustRegister(aggregates)
 	go aggregates.Run(ctx)
 
@@ -175,8 +152,10 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 			return err
 		}
 		consumer.SetRules(next)
-		if notify != nil {
-			notify.SetNotifiers(next.Notify)
+		for _, s := range opened {
+			if r, ok := s.(sinks.Reloader); ok {
+				r.SetRules(next)
+			}
 		}
 		log.Info("rules reloaded", "file", rc.file.Rules, "version", next.Version, "alerts", len(next.Alerts))
 		return nil
@@ -191,11 +170,11 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	}()
 
 	srv := &http.Server{
-		Handler: (&web.Server{Source: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(notify), Recent: recent,
-			Auth: rc.auth, Pprof: rc.file.HTTP.Pprof, MaxSnooze: rc.maxSnooze, MaxSnoozes: rc.file.HTTP.MaxSnoozes}).Handler(),
+		Handler: (&web.Server{View: consumer, Metrics: metrics.Handler(), Reload: reload, Log: log, Snoozer: snoozer(opened), Recent: recent,
+			Auth: rc.web.Auth, Pprof: rc.web.Pprof, MaxSnooze: rc.web.MaxSnooze, MaxSnoozes: rc.web.MaxSnoozes}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	ln, err := net.Listen("tcp", rc.file.Listen)
+	ln, err := net.Listen("tcp", rc.web.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -225,7 +204,7 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	// A partition whose final checkpoint failed, and rows a sink could not
 	// store, are re-read on the next start: nothing is lost, but the exit
 	// status says the stop was not clean, and the error says what is left.
-	runErr = errors.Join(runErr, sinks.Close(sctx))
+	runErr = errors.Join(runErr, all.Close(sctx))
 	if runErr != nil {
 		log.Error("stopped with work not saved; the next start re-reads it from the last checkpoints", "err", runErr)
 		return unsavedError{runErr}
@@ -234,24 +213,25 @@ func daemon(rc *runConfig, rs *rules.Ruleset, log *slog.Logger) error {
 	return nil
 }
 
-// snoozer keeps a nil *webhook.Sink from becoming a non-nil interface.
-func snoozer(s *webhook.Sink) web.Snoozer {
-	if s == nil {
-		return nil
+// snoozer returns the output that keeps the accounts' snoozes (the
+// webhook sink, when the rules notify), or nil.
+func snoozer(opened []engine.Sink) web.Snoozer {
+	for _, s := range opened {
+		if sn, ok := s.(web.Snoozer); ok {
+			return sn
+		}
 	}
-	return s
+	return nil
 }
 
 // startEmbeddedBroker runs an in-process Kafka-protocol broker (kfake) with
 // the events topic (and the dead-letter topic, if set).
 func startEmbeddedBroker(rc *runConfig) (*kfake.Cluster, error) {
-	_, port, err := net.SplitHostPort(rc.file.Embedded.Listen)
+	port, err := embeddedPort(rc.file.Embedded.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("embedded.listen: %w", err)
 	}
-	var p int
-	fmt.Sscan(port, &p)
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(int32(rc.file.Embedded.Partitions), rc.stream.Topic),
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(int32(rc.file.Embedded.Partitions), rc.stream.Topic),
 		kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(rc.file.Embedded.Partitions)}
 	if rc.stream.DeadLetterTopic != "" {
 		opts = append(opts, kfake.SeedTopics(1, rc.stream.DeadLetterTopic))

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
 // `pulse rules check` never prints a notifier url taken from the
@@ -295,18 +297,19 @@ webhooks: {group_wait: 200ms, state_file: %s, max_age: "0"}
 }
 
 func TestWebhookConfig(t *testing.T) {
+	webhooks := func(rc *runConfig) webhook.Config { return checkedConfig(t, rc, "webhook").(webhook.Config) }
 	rc, err := loadConfig("", noEnv)
-	if err != nil || rc.webhookRetryTime != time.Hour || rc.webhookMaxAge != 6*time.Hour {
-		t.Fatalf("default webhooks.max_retry_time %v, max_age %v, %v; want 1h and 6h", rc.webhookRetryTime, rc.webhookMaxAge, err)
+	if err != nil || webhooks(rc).MaxRetryTime != time.Hour || webhooks(rc).MaxAge != 6*time.Hour {
+		t.Fatalf("default webhooks %+v, %v; want max_retry_time 1h and max_age 6h", webhooks(rc), err)
 	}
 	path := filepath.Join(t.TempDir(), "pulse.yaml")
 	os.WriteFile(path, []byte("webhooks: {max_retry_time: 3h}\n"), 0o644)
-	if rc, err = loadConfig(path, noEnv); err != nil || rc.webhookRetryTime != 3*time.Hour {
-		t.Fatalf("webhooks.max_retry_time: 3h gave %v, %v", rc.webhookRetryTime, err)
+	if rc, err = loadConfig(path, noEnv); err != nil || webhooks(rc).MaxRetryTime != 3*time.Hour {
+		t.Fatalf("webhooks.max_retry_time: 3h gave %v", err)
 	}
 	os.WriteFile(path, []byte("webhooks: {max_age: \"0\"}\n"), 0o644)
-	if rc, err = loadConfig(path, noEnv); err != nil || rc.webhookMaxAge != 0 {
-		t.Fatalf("webhooks.max_age: 0 gave %v, %v", rc.webhookMaxAge, err)
+	if rc, err = loadConfig(path, noEnv); err != nil || webhooks(rc).MaxAge != 0 {
+		t.Fatalf("webhooks.max_age: 0 gave %v", err)
 	}
 	os.WriteFile(path, []byte("webhooks: {max_retry_time: 0s}\n"), 0o644)
 	if _, err = loadConfig(path, noEnv); err == nil || !strings.Contains(err.Error(), "webhooks.max_retry_time") {

@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,5 +188,31 @@ func TestMovingToTheChangelogTopicRebuildsNothing(t *testing.T) {
 	equalLines(t, "transitions", sortedUnique(append(sink.sorted(), final...)), wantTransitions)
 	if n := files.seen.Load() + moved.seen.Load() + last.seen.Load(); n != int64(len(lines)) {
 		t.Fatalf("applied %d events in all, want %d", n, len(lines))
+	}
+}
+
+// The consumer's config chooses the checkpoint store: files, the topic,
+// or the topic reading the files of a group that used them before.
+func TestConfigChoosesTheCheckpointStore(t *testing.T) {
+	base := Config{Brokers: []string{"k:9092"}, Topic: topic, Group: "g", Log: testLog()}
+	for _, c := range []struct {
+		store, dir string
+		want       string
+	}{
+		{"", "d", "*stream.DirStore"},
+		{CheckpointsInDir, "d", "*stream.DirStore"},
+		{CheckpointsInKafka, "", "*changelog.Store"},
+		{CheckpointsInKafka, "d", "stream.fallback"},
+	} {
+		cfg := base
+		cfg.CheckpointStore, cfg.CheckpointDir = c.store, c.dir
+		if got := fmt.Sprintf("%T", cfg.WithDefaults().Checkpoints); got != c.want {
+			t.Errorf("store %q, dir %q: %s, want %s", c.store, c.dir, got, c.want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Brokers, cfg.CheckpointStore = []string{"k:9092"}, "disk"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `checkpoint_store: "disk" must be dir or kafka`) {
+		t.Fatalf("a bad store: %v", err)
 	}
 }

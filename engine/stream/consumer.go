@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,19 +25,26 @@ const (
 	StartCommitted = "committed" // the group's committed offset, else earliest
 )
 
-// Config configures a Consumer. Brokers, Topic, Group and Checkpoints (or
-// CheckpointDir) are required; zero durations take the defaults of
-// Defaults.
+// Config configures a Consumer. DefaultConfig has the defaults, in this
+// one place; New takes zero settings as their defaults (WithDefaults).
+// Validate reports every problem of a config.
 type Config struct {
 	Brokers []string
 	Topic   string
 	Group   string
-	Dialer  *kafka.Dialer // TLS and SASL live here
+	Dialer  *kafka.Dialer // TLS and SASL live here (DialerConfig builds it)
 	Start   string
-	// Checkpoints is where partitions are checkpointed; nil: a DirStore
-	// in CheckpointDir.
+	// CheckpointStore says where partitions are checkpointed:
+	// CheckpointsInDir (files in CheckpointDir) or CheckpointsInKafka (the
+	// compacted topic CheckpointTopic, "" for DefaultCheckpointTopic;
+	// partitions it has no checkpoint of are restored from CheckpointDir's
+	// files, if any).
+	CheckpointStore string
+	CheckpointTopic string
+	CheckpointDir   string
+	// Checkpoints, when set, is the store itself, whatever CheckpointStore
+	// says (tests).
 	Checkpoints        CheckpointStore
-	CheckpointDir      string
 	CheckpointInterval time.Duration
 	// IdleAdvance: once a partition has had no event for this long, its
 	// clock follows the wall clock, so absence rules fire on a quiet topic.
@@ -60,34 +68,29 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Defaults fills unset settings.
-func (c *Config) Defaults() {
+// WithDefaults returns c with its zero settings set from DefaultConfig:
+// all but Brokers, Topic, Group and CheckpointDir, which say what to read
+// and where to keep state, and IdleAdvance, whose zero turns it off. A nil
+// Dialer dials plain TCP (DefaultDialerConfig), a nil Log logs to
+// slog.Default, nil Hooks count nothing, a nil Now is time.Now, and nil
+// Checkpoints is the store CheckpointStore names.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
 	if c.Dialer == nil {
-		c.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+		c.Dialer = DefaultDialerConfig().TCP()
 	}
-	if c.Start == "" {
-		c.Start = StartEarliest
-	}
-	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = 30 * time.Second
-	}
-	if c.FetchMaxBytes == 0 {
-		c.FetchMaxBytes = 16 << 20
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = 10 * time.Second
-	}
-	if c.LagInterval == 0 {
-		c.LagInterval = 5 * time.Second
-	}
-	if c.FetchMaxWait == 0 {
-		c.FetchMaxWait = 250 * time.Millisecond
-	}
+	c.Start = cmp.Or(c.Start, d.Start)
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, d.CheckpointInterval)
+	c.FetchMaxBytes = cmp.Or(c.FetchMaxBytes, d.FetchMaxBytes)
+	c.FetchMaxWait = cmp.Or(c.FetchMaxWait, d.FetchMaxWait)
+	c.SessionTimeout = cmp.Or(c.SessionTimeout, d.SessionTimeout)
+	c.LagInterval = cmp.Or(c.LagInterval, d.LagInterval)
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	c.CheckpointStore = cmp.Or(c.CheckpointStore, d.CheckpointStore)
 	if c.Checkpoints == nil {
-		c.Checkpoints = NewDirStore(c.CheckpointDir, c.Topic, c.Log)
+		c.Checkpoints = c.checkpointStore()
 	}
 	if c.Hooks == nil {
 		c.Hooks = NopHooks{}
@@ -95,6 +98,7 @@ func (c *Config) Defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	return c
 }
 
 // Consumer runs the engine for the partitions a consumer group assigns it.
@@ -116,7 +120,7 @@ type Consumer struct {
 
 // New returns a consumer evaluating rs and writing to sink.
 func New(cfg Config, rs *rules.Ruleset, sink engine.Sink) *Consumer {
-	cfg.Defaults()
+	cfg = cfg.WithDefaults()
 	c := &Consumer{cfg: cfg, sink: sink, tasks: map[int32]*task{}}
 	c.rules.Store(rs)
 	transport := &kafka.Transport{Dial: cfg.Dialer.DialFunc, TLS: cfg.Dialer.TLS, SASL: cfg.Dialer.SASLMechanism}
@@ -332,14 +336,16 @@ func (c *Consumer) watchLag(ctx context.Context) {
 	}
 }
 
-// ErrNotOwned is returned by Do when no partition answered in time.
+// ErrNotOwned is returned by do when no partition answered in time.
 var ErrNotOwned = errors.New("partition not owned by this instance")
 
-// Do runs fn in the goroutine of every partition this instance owns, one
+// do runs fn in the goroutine of every partition this instance owns, one
 // after another in partition order, and returns once all have run (or ctx
 // ends). fn may read the partition freely; it must not keep references to
-// its states after returning.
-func (c *Consumer) Do(ctx context.Context, fn func(p *engine.Partition)) error {
+// its states after returning. Readers outside the package use the
+// engine.View the consumer implements instead: it never waits for a
+// partition, and hands out no live state.
+func (c *Consumer) do(ctx context.Context, fn func(p *engine.Partition)) error {
 	c.mu.Lock()
 	tasks := make([]*task, 0, len(c.tasks))
 	for _, t := range c.tasks {

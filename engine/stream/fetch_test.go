@@ -157,9 +157,8 @@ func fetchFrom(t *testing.T, c *kfake.Cluster, topic string, values [][]byte, ba
 		msgs[i].Value = v
 	}
 	writeMessages(t, c.ListenAddrs(), topic, nil, batchSize, msgs)
-	cfg := &Config{Brokers: c.ListenAddrs(), Topic: topic, FetchMaxBytes: fetchMaxBytes, Log: testLog()}
-	cfg.Defaults()
-	f := newFetcher(cfg, 0, cfg.Log)
+	cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, FetchMaxBytes: fetchMaxBytes, Log: testLog()}.WithDefaults()
+	f := newFetcher(&cfg, 0, cfg.Log)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	go f.run(ctx, offset)

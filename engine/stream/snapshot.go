@@ -65,8 +65,11 @@ func (t *task) publishIfDirty() {
 	}
 }
 
-// Snapshots returns the latest snapshot of every partition this instance
-// owns, in partition order. Partitions whose snapshot is older than maxAge
+// The consumer is what readers of account state are given.
+var _ engine.View = (*Consumer)(nil)
+
+// Snapshots implements engine.View: it returns the latest snapshot of
+// every partition this instance owns, in partition order. Partitions whose snapshot is older than maxAge
 // are asked for a fresh one, and Snapshots waits for them until ctx ends;
 // one that does not answer in time (held up by a sink flush, or a long
 // batch) is returned with its last snapshot, whose Current says how stale

@@ -210,7 +210,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 func snapshot(t testing.TB, cs ...*Consumer) (states, transitions []string) {
 	t.Helper()
 	for _, c := range cs {
-		err := c.Do(context.Background(), func(p *engine.Partition) {
+		err := c.do(context.Background(), func(p *engine.Partition) {
 			p.EvaluateAll()
 			for _, tr := range p.TakeTransitions() {
 				transitions = append(transitions, string(engine.AppendTransitionJSON(nil, &tr)))
@@ -470,7 +470,7 @@ func TestScaleOutAndInMatchesOneInstance(t *testing.T) {
 
 func ownedBy(c *Consumer) int {
 	n := 0
-	c.Do(context.Background(), func(*engine.Partition) { n++ })
+	c.do(context.Background(), func(*engine.Partition) { n++ })
 	return n
 }
 

@@ -34,7 +34,6 @@ func TestStopInsideAChunkKeepsTheOffsetOfWhatWasApplied(t *testing.T) {
 	sink := &gatedSink{entered: make(chan struct{}), release: make(chan struct{})}
 	defer close(sink.release)
 	cfg := Config{Topic: topic, CheckpointDir: t.TempDir(), Engine: engine.Config{ScoreRows: true}, Log: testLog()}
-	cfg.Defaults()
 	c := New(cfg, rs, sink)
 	tk := &task{c: c, part: engine.NewPartition(0, rs, c.cfg.Engine), writeCtx: context.Background()}
 

@@ -47,14 +47,15 @@ import (
 	"github.com/pulsehq/pulse/rules"
 )
 
-// Config configures the sink.
+// Config configures the sink. DefaultConfig has the defaults; Open takes
+// zero settings as their defaults (WithDefaults).
 type Config struct {
 	Addr          []string // host:port of the native protocol (9000)
 	Database      string
 	Username      string
 	Password      string
-	BatchRows     int           // store a batch at this many rows (default 100,000)
-	FlushInterval time.Duration // or this long after its first rows (default 1s)
+	BatchRows     int           // store a batch at this many rows
+	FlushInterval time.Duration // or this long after its first rows
 	HistoryMonths int           // TTL of history on servers that have TTL; 0 keeps it forever
 	TLS           *tls.Config   // nil: plain TCP
 	Log           *slog.Logger
@@ -107,24 +108,7 @@ type Sink struct {
 // then wait as during an outage. A server that answers with an error
 // (wrong password, a migration it refuses) fails Open.
 func Open(ctx context.Context, cfg Config) (*Sink, error) {
-	if cfg.Database == "" {
-		cfg.Database = "pulse"
-	}
-	if cfg.BatchRows == 0 {
-		cfg.BatchRows = 100_000
-	}
-	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = time.Second
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	if cfg.Inserted == nil {
-		cfg.Inserted = func(string, int) {}
-	}
-	if cfg.Failed == nil {
-		cfg.Failed = func(error) {}
-	}
+	cfg = cfg.WithDefaults()
 	conn, err := ch.Open(&ch.Options{
 		Addr:        cfg.Addr,
 		Auth:        ch.Auth{Username: cfg.Username, Password: cfg.Password},
@@ -132,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		DialTimeout: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %w", err)
+		return nil, err // the daemon names the sink (Output)
 	}
 	s := newSink(cfg, conn)
 	if err := s.connect(ctx); err != nil {

@@ -1,44 +1,63 @@
 package prom
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulsehq/pulse/config"
 	"github.com/pulsehq/pulse/engine"
 	"github.com/pulsehq/pulse/rules"
 )
 
 var (
-	accountsDesc   = prometheus.NewDesc("pulse_accounts", "Accounts by health grade.", []string{"grade"}, nil)
-	depthDesc      = prometheus.NewDesc("pulse_accounts_by_depth", "Accounts by usage depth.", []string{"depth"}, nil)
-	firingDesc     = prometheus.NewDesc("pulse_alerts_firing", "Firing alerts by rule, severity and kind.", []string{"rule", "severity", "kind"}, nil)
-	scoreDesc      = prometheus.NewDesc("pulse_score", "Health scores of the accounts that have one.", nil, nil)
-	scrapeDesc     = prometheus.NewDesc("pulse_aggregate_seconds", "Time the last refresh of the account aggregates took.", nil, nil)
-	splitDesc      = prometheus.NewDesc("pulse_accounts_split", "Accounts held by more than one partition: their events were produced to several partitions (key every event by account_id, with one partitioner). Each is counted once in the other aggregates.", nil, nil)
-	scoreBuckets   = []float64{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
-	aggregateLimit = 10 * time.Second
+	accountsDesc = prometheus.NewDesc("pulse_accounts", "Accounts by health grade.", []string{"grade"}, nil)
+	depthDesc    = prometheus.NewDesc("pulse_accounts_by_depth", "Accounts by usage depth.", []string{"depth"}, nil)
+	firingDesc   = prometheus.NewDesc("pulse_alerts_firing", "Firing alerts by rule, severity and kind.", []string{"rule", "severity", "kind"}, nil)
+	scoreDesc    = prometheus.NewDesc("pulse_score", "Health scores of the accounts that have one.", nil, nil)
+	scrapeDesc   = prometheus.NewDesc("pulse_aggregate_seconds", "Time the last refresh of the account aggregates took.", nil, nil)
+	splitDesc    = prometheus.NewDesc("pulse_accounts_split", "Accounts held by more than one partition: their events were produced to several partitions (key every event by account_id, with one partitioner). Each is counted once in the other aggregates.", nil, nil)
+	scoreBuckets = []float64{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
 )
 
-// Snapshotter is a Source whose partitions publish snapshots
-// (stream.Consumer). The aggregates then read those, as the HTTP API does,
-// never waiting for a partition, and count each account once.
-type Snapshotter interface {
-	Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot
+// Config is the exporter's settings.
+type Config struct {
+	// AggregateInterval is how often the account aggregates are
+	// recomputed (the config file's output.metrics_interval).
+	AggregateInterval time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{AggregateInterval: 5 * time.Second} }
+
+// Validate reports every setting out of range, each a *config.Error
+// keyed as the setting's name in the output section, joined.
+func (c Config) Validate() error {
+	if c.AggregateInterval <= 0 {
+		return config.Errorf("metrics_interval", "%s must be positive", rules.FormatDuration(c.AggregateInterval))
+	}
+	return nil
+}
+
+func (a *Aggregates) interval() time.Duration {
+	return cmp.Or(a.Interval, DefaultConfig().AggregateInterval)
 }
 
 // snapshotWait bounds how long a refresh waits for fresh snapshots.
 const snapshotWait = time.Second
 
 // Aggregates exports the account aggregates. They are computed in the
-// background every Interval by visiting every owned partition (in its own
-// goroutine, so the hot path takes no lock), and a scrape serves the last
-// snapshot at once: a scrape never waits for busy partitions.
+// background every Interval from the snapshots the partitions publish
+// (engine.View), as the HTTP API reads them: no partition is entered, a
+// partition held back by a sink counts with its last snapshot, and an
+// account held by several partitions counts once. A scrape serves the
+// last result at once: it never waits for busy partitions.
 type Aggregates struct {
-	Source   Source
-	Interval time.Duration
+	View     engine.View
+	Interval time.Duration // zero: DefaultConfig's
 
 	mu   sync.Mutex
 	last []prometheus.Metric
@@ -46,7 +65,7 @@ type Aggregates struct {
 
 // Run refreshes the snapshot until ctx ends.
 func (a *Aggregates) Run(ctx context.Context) {
-	t := time.NewTicker(a.Interval)
+	t := time.NewTicker(a.interval())
 	defer t.Stop()
 	for {
 		a.refresh(ctx)
@@ -103,22 +122,13 @@ func (a *Aggregates) refresh(ctx context.Context) {
 			}
 		}
 	}
-	if src, ok := a.Source.(Snapshotter); ok {
-		wait, cancel := context.WithTimeout(ctx, snapshotWait)
-		merged := engine.Merge(src.Snapshots(wait, a.Interval))
-		cancel()
-		for i := range merged {
-			add(&merged[i].State)
-			if merged[i].Split != nil {
-				split++
-			}
-		}
-	} else {
-		ctx, cancel := context.WithTimeout(ctx, aggregateLimit)
-		defer cancel()
-		err := a.Source.Do(ctx, func(p *engine.Partition) { p.States(add) })
-		if err != nil {
-			return // keep the last complete snapshot
+	wait, cancel := context.WithTimeout(ctx, snapshotWait)
+	merged := engine.Merge(a.View.Snapshots(wait, a.interval()))
+	cancel()
+	for i := range merged {
+		add(&merged[i].State)
+		if merged[i].Split != nil {
+			split++
 		}
 	}
 	var out []prometheus.Metric
@@ -129,7 +139,7 @@ func (a *Aggregates) refresh(ctx context.Context) {
 		out = append(out, prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, n, rules.Depth(d).String()))
 	}
 	// Every rule is exported, firing or not, so its series never vanish.
-	for _, al := range a.Source.Rules().Alerts {
+	for _, al := range a.View.Rules().Alerts {
 		out = append(out, prometheus.MustNewConstMetric(firingDesc, prometheus.GaugeValue, firing[al.Name], al.Name, al.Severity.String(), al.Kind.String()))
 	}
 	cum := map[float64]uint64{}

@@ -16,14 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pulsehq/pulse/engine"
-	"github.com/pulsehq/pulse/rules"
 )
-
-// Source gives scrape-time access to the partitions an instance owns.
-type Source interface {
-	Do(ctx context.Context, fn func(*engine.Partition)) error
-	Rules() *rules.Ruleset
-}
 
 // Metrics holds Pulse's collectors. Its methods are safe for concurrent use.
 type Metrics struct {

@@ -14,18 +14,22 @@ import (
 	"github.com/pulsehq/pulse/rules"
 )
 
+// partitions is an engine.View of partitions the test no longer changes:
+// each call snapshots them afresh.
 type partitions struct {
 	parts []*engine.Partition
 	rs    *rules.Ruleset
 }
 
-func (p *partitions) Do(_ context.Context, fn func(*engine.Partition)) error {
+func (p *partitions) Snapshots(context.Context, time.Duration) []*engine.Snapshot {
+	var out []*engine.Snapshot
 	for _, part := range p.parts {
-		fn(part)
+		out = append(out, part.Snapshot(time.Now().UnixNano()))
 	}
-	return nil
+	return out
 }
 func (p *partitions) Rules() *rules.Ruleset { return p.rs }
+func (p *partitions) Ready() bool           { return true }
 
 func scrape(t *testing.T, m *Metrics) string {
 	srv := httptest.NewServer(m.Handler())
@@ -63,7 +67,7 @@ func populated(t *testing.T) (*Metrics, *engine.Partition) {
 	m := New()
 	failing := m.Wrap("clickhouse", failingSink{})
 	failing.Write(context.Background(), &engine.Batch{})
-	agg := &Aggregates{Source: &partitions{parts: []*engine.Partition{p}, rs: rs}, Interval: time.Hour}
+	agg := &Aggregates{View: &partitions{parts: []*engine.Partition{p}, rs: rs}, Interval: time.Hour}
 	m.Registry().MustRegister(agg)
 	agg.refresh(context.Background())
 

@@ -244,7 +244,7 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := v.state
-	rs := s.Source.Rules()
+	rs := s.View.Rules()
 	d := accountData{State: st, Card: st.Scorecard, AsOf: s.asOf(v.clock), Recording: s.Recent != nil, Factors: factorRows(st.Factors)}
 	if card := scorecard(rs, st.Scorecard); card != nil {
 		d.Grades = card.Grades

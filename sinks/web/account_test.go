@@ -111,7 +111,7 @@ func historyServer(t *testing.T, now time.Time) (*httptest.Server, *Recent) {
 			}
 		}
 	}
-	ts := httptest.NewServer((&Server{Source: src, Recent: recent, Now: func() time.Time { return now }}).Handler())
+	ts := httptest.NewServer((&Server{View: src, Recent: recent, Now: func() time.Time { return now }}).Handler())
 	t.Cleanup(ts.Close)
 	return ts, recent
 }

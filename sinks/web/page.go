@@ -165,7 +165,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	}
 	v := s.view(r.Context())
 	setStaleness(w, s.now(), v.snaps)
-	rs := s.Source.Rules()
+	rs := s.View.Rules()
 	d := pageData{GradeNames: []string{"red", "yellow", "green", "none"}, All: len(v.accounts), Grades: map[string]int{}, AsOf: s.asOf(v.clock()),
 		AlertKind: map[string][]string{}, Limits: []int{25, 50, 100, 200}}
 	if !slices.Contains(d.Limits, f.limit) {

@@ -56,7 +56,7 @@ func startLive(t *testing.T, sink engine.Sink, checkpointEvery time.Duration) *l
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.c.Run(ctx) }()
-	ts := httptest.NewServer((&Server{Source: l.c}).Handler())
+	ts := httptest.NewServer((&Server{View: l.c}).Handler())
 	l.url = ts.URL
 	t.Cleanup(func() {
 		ts.Close()
@@ -424,7 +424,7 @@ func TestAccountInTwoPartitionsIsListedOnceAndFlagged(t *testing.T) {
 		t.Errorf("/api/accounts/twofold: %d %s", r.code, r.body)
 	}
 
-	agg := &prom.Aggregates{Source: l.c, Interval: time.Hour}
+	agg := &prom.Aggregates{View: l.c, Interval: time.Hour}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(agg)
 	ctx, cancel := context.WithCancel(context.Background())

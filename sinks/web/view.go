@@ -38,7 +38,7 @@ type view struct {
 func (s *Server) view(ctx context.Context) *view {
 	ctx, cancel := context.WithTimeout(ctx, SnapshotWait)
 	defer cancel()
-	snaps := s.Source.Snapshots(ctx, SnapshotMaxAge)
+	snaps := s.View.Snapshots(ctx, SnapshotMaxAge)
 	s.viewMu.Lock()
 	defer s.viewMu.Unlock()
 	if s.lastView != nil && slices.Equal(s.lastView.snaps, snaps) {

@@ -4,7 +4,7 @@
 // and readiness probes, /metrics, and POST /-/reload.
 //
 // It never waits for the partitions: every answer is read from the
-// snapshots the partitions the instance owns publish (Source.Snapshots),
+// snapshots the partitions the instance owns publish (engine.View),
 // so it comes within a second whatever the sinks do, and says how stale it
 // may be (X-Pulse-Snapshot-Age, and per account "snapshot_age_seconds").
 // An account held by several partitions (its events were produced to more
@@ -15,7 +15,6 @@ package web
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,19 +33,11 @@ import (
 	"github.com/pulsehq/pulse/rules"
 )
 
-// Source is what the server reads: the partitions this instance owns.
-type Source interface {
-	// Snapshots returns the latest snapshot of every owned partition. It
-	// asks for fresh ones where the last is older than maxAge and waits
-	// for them until ctx ends, never longer.
-	Snapshots(ctx context.Context, maxAge time.Duration) []*engine.Snapshot
-	Ready() bool
-	Rules() *rules.Ruleset
-}
-
 // Server is the HTTP front of one Pulse instance.
 type Server struct {
-	Source  Source
+	// View is what the server reads: the accounts of the partitions this
+	// instance owns, as snapshots.
+	View    engine.View
 	Metrics http.Handler
 	// Reload reloads the rules file; it returns why a bad file was refused
 	// (the old rules stay). Nil disables POST /-/reload.
@@ -54,8 +45,8 @@ type Server struct {
 	// Snoozer silences an account's notifications; nil disables
 	// /api/accounts/{id}/snooze.
 	Snoozer Snoozer
-	// MaxSnooze bounds a snooze (DefaultMaxSnooze where 0); MaxSnoozes
-	// the accounts snoozed at once (DefaultMaxSnoozes where 0).
+	// MaxSnooze bounds a snooze, MaxSnoozes the accounts snoozed at once
+	// (DefaultConfig's where 0).
 	MaxSnooze  time.Duration
 	MaxSnoozes int
 	// Auth guards the routes; the zero value lets everyone in.
@@ -81,12 +72,6 @@ type Snoozer interface {
 	// Snoozes returns the number of accounts snoozed now.
 	Snoozes() int
 }
-
-// Bounds of snoozes where the Server sets none.
-const (
-	DefaultMaxSnooze  = 90 * 24 * time.Hour
-	DefaultMaxSnoozes = 10_000
-)
 
 // Handler returns the routes. Changes (POST, DELETE) are accepted only
 // as Server.writing says; every other route but the probes needs the
@@ -168,12 +153,12 @@ func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 			}
 			until = now.Add(d)
 		}
-		limit := cmp.Or(s.MaxSnooze, DefaultMaxSnooze)
+		limit := cmp.Or(s.MaxSnooze, DefaultConfig().MaxSnooze)
 		if until.Sub(now) > limit {
 			http.Error(w, fmt.Sprintf("a snooze lasts at most %s (http.max_snooze)", days(limit)), http.StatusBadRequest)
 			return
 		}
-		if s.Snoozer.Snoozed(id).IsZero() && s.Snoozer.Snoozes() >= cmp.Or(s.MaxSnoozes, DefaultMaxSnoozes) {
+		if s.Snoozer.Snoozed(id).IsZero() && s.Snoozer.Snoozes() >= cmp.Or(s.MaxSnoozes, DefaultConfig().MaxSnoozes) {
 			http.Error(w, fmt.Sprintf("%d accounts are snoozed already, the most there may be (http.max_snoozes)", s.Snoozer.Snoozes()), http.StatusTooManyRequests)
 			return
 		}
@@ -197,7 +182,7 @@ func (s *Server) snooze(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	if !s.Source.Ready() {
+	if !s.View.Ready() {
 		http.Error(w, "not ready: joining the group or restoring partitions", http.StatusServiceUnavailable)
 		return
 	}
@@ -329,7 +314,7 @@ type alertView struct {
 // firing lists the firing alerts of the rules in force, most severe first.
 // Only the record the view keeps of a split account counts.
 func (s *Server) firing(v *view) []alertView {
-	rs := s.Source.Rules()
+	rs := s.View.Rules()
 	var out []alertView
 	for _, snap := range v.snaps {
 		for _, fa := range snap.Firing {

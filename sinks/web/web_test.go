@@ -16,7 +16,7 @@ import (
 	"github.com/pulsehq/pulse/sinks/webhook"
 )
 
-// partitions is a Source over in-process partitions fed with real events:
+// partitions is an engine.View over in-process partitions fed with real events:
 // each request gets fresh snapshots of them, taken at now (time.Now when
 // nil).
 type partitions struct {
@@ -69,7 +69,7 @@ func serverOf(t *testing.T, options ...func(*Server)) (*httptest.Server, *partit
 		src.parts[engine.PartitionOf(ev.Account, 2)].Apply(&ev, 0)
 	}
 	reloads := 0
-	s := &Server{Source: src, Reload: func() error {
+	s := &Server{View: src, Reload: func() error {
 		if reloads++; reloads > 1 {
 			return errors.New("r.yaml:3: alerts[0].when: unknown metric")
 		}

@@ -46,28 +46,28 @@ import (
 	"github.com/pulsehq/pulse/rules"
 )
 
-// Config configures the sink.
+// Config configures the sink. DefaultConfig has the defaults; New takes
+// zero settings as their defaults (WithDefaults).
 type Config struct {
 	Notifiers []rules.Notifier
 	// PublicURL is where CSMs reach this Pulse; messages link to
 	// PublicURL/accounts/{id}. "" links nothing.
 	PublicURL string
 	// QueueSize bounds each notifier's outbox: notifications accepted and
-	// not yet delivered (default 10,000). Past it, new ones are dropped
-	// and counted.
+	// not yet delivered. Past it, new ones are dropped and counted.
 	QueueSize int
-	GroupWait time.Duration // how long a burst for one owner is gathered (default 10 s)
+	GroupWait time.Duration // how long a burst for one owner is gathered
 	// StateFile keeps the outbox, deliveries (for 30 days) and snoozes
 	// across restarts; "" keeps them in memory only.
 	StateFile string
 	Client    *http.Client
-	// MaxAttempts bounds the failed attempts of one message (default 8).
-	// Answers that ask to wait (429, or Retry-After) do not count.
+	// MaxAttempts bounds the failed attempts of one message. Answers that
+	// ask to wait (429, or Retry-After) do not count.
 	MaxAttempts int
-	// MaxRetryTime bounds how long one message is retried, waits included
-	// (default 1 h): a receiver that keeps asking to wait longer is given up.
+	// MaxRetryTime bounds how long one message is retried, waits included:
+	// a receiver that keeps asking to wait longer is given up.
 	MaxRetryTime time.Duration
-	RetryWait    time.Duration // the first backoff (default 250 ms), doubling up to a minute
+	RetryWait    time.Duration // the first backoff, doubling up to a minute
 	// MaxAge, if set, leaves unnotified (counted "too_old") a transition
 	// whose event time is more than this behind the wall clock: a catch-up
 	// or a replay of history is stored, not sent to chat.
@@ -148,33 +148,7 @@ type repeat struct {
 // New starts the sink: it reads the state file and sends what its outbox
 // holds.
 func New(cfg Config) (*Sink, error) {
-	if cfg.QueueSize == 0 {
-		cfg.QueueSize = 10_000
-	}
-	if cfg.GroupWait == 0 {
-		cfg.GroupWait = 10 * time.Second
-	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
-	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 8
-	}
-	if cfg.MaxRetryTime == 0 {
-		cfg.MaxRetryTime = time.Hour
-	}
-	if cfg.RetryWait == 0 {
-		cfg.RetryWait = 250 * time.Millisecond
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Counted == nil {
-		cfg.Counted = func(string, string) {}
-	}
+	cfg = cfg.WithDefaults()
 	s := &Sink{cfg: cfg, notifiers: cfg.Notifiers, queues: map[string]*queue{}, sent: map[string]time.Time{},
 		outbox: map[string]*entry{}, waiting: map[string]int{}, snoozed: map[string]time.Time{},
 		firing: map[string]*repeat{}, groups: map[string]*message{}, stop: make(chan struct{})}
