@@ -17,6 +17,9 @@ go run ./bench/replay --pulse ./pulse | tee bench/results/replay.md
 echo "== end-to-end streaming"
 go run ./bench/consume --pulse ./pulse | tee bench/results/consume.md
 
+echo "== checkpoints in Kafka: restore of 100,000 accounts from the topic, bytes per checkpoint"
+go test ./engine/changelog -run '^$' -bench Restore100kAccounts -benchtime 5x | tee bench/results/changelog.txt
+
 echo "== ClickHouse sink vs bare insert (starts its own server)"
 go test ./sinks/clickhouse -run '^$' -bench Insert -benchtime 5x | tee bench/results/clickhouse.txt
 

@@ -39,6 +39,11 @@ const (
 // ErrCorruptCheckpoint is wrapped by every checkpoint decoding error.
 var ErrCorruptCheckpoint = errors.New("corrupt checkpoint")
 
+// ErrNoCheckpoint is wrapped by a checkpoint store's Load when it holds no
+// usable checkpoint of a partition: the partition starts from its
+// configured position.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Checkpoint is the decoded header of a checkpoint.

@@ -112,7 +112,9 @@ type engineConfig struct {
 }
 
 type checkpointConfig struct {
+	Store    string          `yaml:"store"` // dir | kafka
 	Dir      string          `yaml:"dir"`
+	Topic    string          `yaml:"topic"` // store kafka: "" is <kafka.topic>.pulse-checkpoints
 	Interval config.Duration `yaml:"interval"`
 }
 
@@ -172,7 +174,7 @@ func defaultConfig() fileConfig {
 		Engine: engineConfig{Retention: dur(ec.Retention), MaxFuture: dur(ec.MaxFuture), EvalInterval: dur(ec.EvalInterval),
 			SweepInterval: dur(ec.SweepInterval), IdleAdvance: dur(sc.IdleAdvance), ScoreInterval: dur(ec.ScoreInterval),
 			MaxSkew: dur(ec.MaxSkew)}, // max_accounts and max_users_per_account 0: the engine's limits
-		Checkpoint: checkpointConfig{Dir: sc.CheckpointDir, Interval: dur(sc.CheckpointInterval)},
+		Checkpoint: checkpointConfig{Store: sc.CheckpointStore, Dir: sc.CheckpointDir, Topic: sc.CheckpointTopic, Interval: dur(sc.CheckpointInterval)},
 		Embedded: embeddedConfig{Listen: "127.0.0.1:9092", Partitions: 8,
 			Demo: demoConfig{Enabled: true, Accounts: 300, HistoryDays: 100, Speed: 100000, Seed: 1}},
 		Output: outputConfig{MetricsInterval: dur(mc.AggregateInterval)},
@@ -328,6 +330,7 @@ func (rc *runConfig) components(p *configProblems) {
 	}
 	sc.DeadLetterTopic, sc.FetchMaxBytes = fc.Kafka.DeadLetterTopic, int(fc.Kafka.FetchMaxBytes)
 	sc.FetchMaxWait, sc.SessionTimeout = time.Duration(fc.Kafka.FetchMaxWait), time.Duration(fc.Kafka.SessionTimeout)
+	sc.CheckpointStore, sc.CheckpointTopic = fc.Checkpoint.Store, fc.Checkpoint.Topic
 	sc.CheckpointDir, sc.CheckpointInterval = fc.Checkpoint.Dir, time.Duration(fc.Checkpoint.Interval)
 	sc.IdleAdvance = time.Duration(fc.Engine.IdleAdvance)
 	sc.LagInterval = time.Duration(fc.Output.MetricsInterval)
@@ -378,6 +381,10 @@ func (rc *runConfig) components(p *configProblems) {
 // elsewhere.
 func streamKey(key string) string {
 	switch key {
+	case "checkpoint_store":
+		return "checkpoint.store"
+	case "checkpoint_topic":
+		return "checkpoint.topic"
 	case "checkpoint_dir":
 		return "checkpoint.dir"
 	case "checkpoint_interval":

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pulsehq/pulse/engine/stream"
+	"github.com/pulsehq/pulse/rules"
 	"github.com/pulsehq/pulse/sinks"
 	"github.com/pulsehq/pulse/sinks/clickhouse"
 	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
@@ -114,6 +117,9 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		"kafka:\n  topic: ..\n":                                       `bad.yaml:2: kafka.topic: ".." is not a Kafka topic name`,
 		"kafka:\n  topic: " + strings.Repeat("t", 250) + "\n":         "bad.yaml:2: kafka.topic: ",
 		"kafka:\n  dead_letter_topic: dead/letters\n":                 `bad.yaml:2: kafka.dead_letter_topic: "dead/letters" is not a Kafka topic name`,
+		"checkpoint:\n  store: disk\n":                                `bad.yaml:2: checkpoint.store: "disk" must be dir or kafka`,
+		"checkpoint:\n  store: kafka\n  topic: a/b\n":                 `bad.yaml:3: checkpoint.topic: "a/b" is not a Kafka topic name`,
+		"checkpoint:\n  store: kafka\n  topic: events\n":              `bad.yaml:3: checkpoint.topic: "events" is the events or the dead-letter topic`,
 		"kafka:\n  session_timeout: 1ms\n":                            "bad.yaml:2: kafka.session_timeout: 1ms must be between 3s",
 		"kafka:\n  session_timeout: 2h\n":                             "bad.yaml:2: kafka.session_timeout: 2h0m0s must be between",
 		"embedded: {demo: {speed: 0.5}}\n":                            "bad.yaml:1: embedded.demo.speed: 0.5 must be ≥ 1",
@@ -251,5 +257,38 @@ clickhouse: {addr: [ch:9440], tls: {enabled: true, ca_file: %[1]s}}
 	}
 	if ch := checkedConfig(t, rc, "clickhouse").(clickhouse.Config); ch.Addr == nil || ch.TLS != nil {
 		t.Fatalf("without clickhouse.tls: %+v", ch)
+	}
+}
+
+// checkpoint.store kafka keeps checkpoints in <kafka.topic>.pulse-checkpoints
+// (or checkpoint.topic), through the consumer's brokers and dialer, and
+// creates no checkpoint directory; dir, the default, keeps the files.
+func TestCheckpointStoreConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pulse.yaml")
+	os.WriteFile(path, []byte("kafka: {brokers: [k:9092], topic: usage, group: g}\ncheckpoint: {store: kafka}\n"), 0o644)
+	rc, err := loadConfig(path, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := rc.stream; sc.CheckpointStore != stream.CheckpointsInKafka || sc.CheckpointTopic != "" || stream.DefaultCheckpointTopic(sc.Topic) != "usage.pulse-checkpoints" ||
+		!slices.Equal(sc.Brokers, []string{"k:9092"}) || sc.Dialer == nil {
+		t.Fatalf("consumer config %+v", sc)
+	}
+	for _, d := range rc.dataDirs(&rules.Ruleset{}) {
+		if d.key == "checkpoint.dir" {
+			t.Error("checkpoint.dir is created with store kafka")
+		}
+	}
+	os.WriteFile(path, []byte("checkpoint: {store: kafka, topic: my.checkpoints}\n"), 0o644)
+	if rc, err = loadConfig(path, noEnv); err != nil || rc.stream.CheckpointTopic != "my.checkpoints" || rc.stream.Brokers[0] != "127.0.0.1:9092" {
+		t.Fatalf("checkpoint.topic with the embedded broker: %v %+v", err, rc.stream)
+	}
+	if rc, err = loadConfig("", noEnv); err != nil || rc.stream.CheckpointStore != stream.CheckpointsInDir || rc.file.Checkpoint.Store != "dir" {
+		t.Fatalf("the default store: %v %+v", err, rc.stream)
+	}
+	// A long events topic leaves no room for the default name.
+	os.WriteFile(path, []byte("kafka: {topic: "+strings.Repeat("t", 240)+"}\ncheckpoint: {store: kafka}\n"), 0o644)
+	if _, err := loadConfig(path, noEnv); err == nil || !strings.HasPrefix(err.Error(), path+":2: checkpoint.topic: the default, ttt") {
+		t.Fatalf("a default topic name too long: %v", err)
 	}
 }

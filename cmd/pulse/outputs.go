@@ -57,12 +57,15 @@ func (rc *runConfig) plan(rs *rules.Ruleset) ([]plannedOutput, stream.Config) {
 type dataDir struct{ key, dir string }
 
 // dataDirs lists the directories pulse run writes to with rc and rs: the
-// checkpoints', and those of the outputs that are on (the transitions
-// file's, the webhook state file's with notifiers). The defaults are all
-// under pulse-data/ in the working directory; pulse run creates each
-// that is missing.
+// checkpoints' (unless they go to Kafka), and those of the outputs that
+// are on (the transitions file's, the webhook state file's with
+// notifiers). The defaults are all under pulse-data/ in the working
+// directory; pulse run creates each that is missing.
 func (rc *runConfig) dataDirs(rs *rules.Ruleset) []dataDir {
-	dirs := []dataDir{{"checkpoint.dir", rc.stream.CheckpointDir}}
+	var dirs []dataDir
+	if rc.stream.CheckpointStore != stream.CheckpointsInKafka {
+		dirs = append(dirs, dataDir{"checkpoint.dir", rc.stream.CheckpointDir})
+	}
 	on, _ := rc.plan(rs)
 	for _, o := range on {
 		for _, d := range o.needs.Dirs {

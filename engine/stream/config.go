@@ -22,6 +22,7 @@ func DefaultConfig() Config {
 		Topic:              "events",
 		Group:              "pulse",
 		Start:              StartEarliest,
+		CheckpointStore:    CheckpointsInDir,
 		CheckpointDir:      "pulse-data/checkpoints",
 		CheckpointInterval: 30 * time.Second,
 		IdleAdvance:        time.Minute,
@@ -48,7 +49,8 @@ const MinFetchMaxBytes = 1 << 20
 
 // Validate reports every problem of c at once, joined, each a
 // *config.Error keyed by the setting in snake case (topic, fetch_max_wait,
-// checkpoint_dir, idle_advance, lag_interval, …; the engine's under
+// checkpoint_store, checkpoint_topic, checkpoint_dir, idle_advance,
+// lag_interval, …; the engine's under
 // engine.). It checks a complete config: DefaultConfig with changes, or
 // WithDefaults'. The dialer is checked where it is built (DialerConfig).
 func (c Config) Validate() error {
@@ -86,8 +88,28 @@ func (c Config) Validate() error {
 		bad("session_timeout", "%v must be between %v (three of the 1 s heartbeats) and %v (a default broker's group.max.session.timeout.ms)",
 			c.SessionTimeout, MinSessionTimeout, MaxSessionTimeout)
 	}
-	if c.CheckpointDir == "" {
-		bad("checkpoint_dir", "required")
+	switch {
+	case c.Checkpoints != nil: // a store of the caller's
+	case c.CheckpointStore == CheckpointsInDir:
+		if c.CheckpointDir == "" {
+			bad("checkpoint_dir", "required")
+		}
+	case c.CheckpointStore == CheckpointsInKafka:
+		switch topic := c.CheckpointTopic; {
+		case topic != "":
+			if err := ValidTopic(topic); err != nil {
+				bad("checkpoint_topic", "%w", err)
+			}
+		case ValidTopic(c.Topic) == nil: // else topic says what is wrong
+			if topic = DefaultCheckpointTopic(c.Topic); ValidTopic(topic) != nil {
+				bad("checkpoint_topic", "the default, %s, is longer than Kafka's 249 characters: name a topic", topic)
+			}
+		}
+		if t := c.CheckpointTopic; t != "" && (t == c.Topic || t == c.DeadLetterTopic) {
+			bad("checkpoint_topic", "%q is the events or the dead-letter topic; checkpoints need a topic of their own", t)
+		}
+	default:
+		bad("checkpoint_store", "%q must be %s or %s", c.CheckpointStore, CheckpointsInDir, CheckpointsInKafka)
 	}
 	positive("checkpoint_interval", c.CheckpointInterval)
 	if c.IdleAdvance < 0 {

@@ -29,12 +29,22 @@ const (
 // one place; New takes zero settings as their defaults (WithDefaults).
 // Validate reports every problem of a config.
 type Config struct {
-	Brokers            []string
-	Topic              string
-	Group              string
-	Dialer             *kafka.Dialer // TLS and SASL live here (DialerConfig builds it)
-	Start              string
-	CheckpointDir      string
+	Brokers []string
+	Topic   string
+	Group   string
+	Dialer  *kafka.Dialer // TLS and SASL live here (DialerConfig builds it)
+	Start   string
+	// CheckpointStore says where partitions are checkpointed:
+	// CheckpointsInDir (files in CheckpointDir) or CheckpointsInKafka (the
+	// compacted topic CheckpointTopic, "" for DefaultCheckpointTopic;
+	// partitions it has no checkpoint of are restored from CheckpointDir's
+	// files, if any).
+	CheckpointStore string
+	CheckpointTopic string
+	CheckpointDir   string
+	// Checkpoints, when set, is the store itself, whatever CheckpointStore
+	// says (tests).
+	Checkpoints        CheckpointStore
 	CheckpointInterval time.Duration
 	// IdleAdvance: once a partition has had no event for this long, its
 	// clock follows the wall clock, so absence rules fire on a quiet topic.
@@ -62,7 +72,8 @@ type Config struct {
 // all but Brokers, Topic, Group and CheckpointDir, which say what to read
 // and where to keep state, and IdleAdvance, whose zero turns it off. A nil
 // Dialer dials plain TCP (DefaultDialerConfig), a nil Log logs to
-// slog.Default, nil Hooks count nothing and a nil Now is time.Now.
+// slog.Default, nil Hooks count nothing, a nil Now is time.Now, and nil
+// Checkpoints is the store CheckpointStore names.
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.Dialer == nil {
@@ -76,6 +87,10 @@ func (c Config) WithDefaults() Config {
 	c.LagInterval = cmp.Or(c.LagInterval, d.LagInterval)
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	c.CheckpointStore = cmp.Or(c.CheckpointStore, d.CheckpointStore)
+	if c.Checkpoints == nil {
+		c.Checkpoints = c.checkpointStore()
 	}
 	if c.Hooks == nil {
 		c.Hooks = NopHooks{}
@@ -149,6 +164,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.caughtUp.since = c.cfg.Now()
 	c.mu.Unlock()
+	if err := c.cfg.Checkpoints.Open(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started: nothing to save
+		}
+		return fmt.Errorf("checkpoint store: %w", err)
+	}
+	// Closed last: the tasks' final saves (in group.Close below) use it.
+	defer c.cfg.Checkpoints.Close()
 	go c.watchLag(ctx)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.Group,

@@ -10,9 +10,10 @@
 //	                              │   background while the next batch is applied;
 //	                              │   retried; a second write waits (backpressure)
 //	                              └─► every checkpoint_interval and on revocation:
-//	                                  flush the sinks that buffer, write the
-//	                                  checkpoint file (state + next offset), then
-//	                                  commit that offset to the group
+//	                                  flush the sinks that buffer, save the
+//	                                  checkpoint (state + next offset) durably
+//	                                  in the CheckpointStore, then commit that
+//	                                  offset to the group
 //
 // Offsets are committed only for events whose effects are in a checkpoint
 // and whose outputs the sinks stored, so a crash at any point loses
@@ -30,8 +31,14 @@
 // buffer holds it back. A final checkpoint that fails on shutdown makes
 // Run return ErrNotSaved, naming what is left.
 //
-// On assignment a task restores its partition from the checkpoint directory
-// (shared by the instances of a group, or local for one instance); without
-// a checkpoint it starts from a configured position. A corrupt checkpoint
-// is reported, set aside and the partition rebuilt from Kafka.
+// On assignment a task restores its partition from the CheckpointStore: a
+// directory (DirStore; shared by the instances of a group, or local for
+// one instance) or a compacted Kafka topic (package engine/changelog),
+// through which instances that share nothing but Kafka hand partitions
+// over. Without a checkpoint it starts from a configured position. A
+// checkpoint that is damaged or refused is logged, counted
+// (Hooks.Restored) and set aside; the store's previous one is used where
+// it keeps one, else the partition is rebuilt from Kafka. A store that
+// cannot be read holds the partition back (retried) rather than rebuild
+// it.
 package stream

@@ -22,6 +22,11 @@ type Hooks interface {
 	// Assigned and Revoked report partition ownership; restored says
 	// whether the state came from a checkpoint.
 	Assigned(partition int32, restored bool)
+	// Restored reports how a partition was taken on: from a checkpoint
+	// (fromCheckpoint) whose next offset is offset, or afresh from the
+	// configured start; unusable counts the checkpoints set aside first
+	// (damaged in the store, or refused).
+	Restored(partition int32, fromCheckpoint bool, offset int64, unusable int)
 	Revoked(partition int32)
 	// SinkFailed reports a failed sink write (it is retried).
 	SinkFailed(err error)
@@ -40,6 +45,7 @@ func (NopHooks) Applied(int32, int, time.Duration, int64)      {}
 func (NopHooks) Lag(string, int32, int64)                      {}
 func (NopHooks) Checkpointed(int32, int, time.Duration, error) {}
 func (NopHooks) Assigned(int32, bool)                          {}
+func (NopHooks) Restored(int32, bool, int64, int)              {}
 func (NopHooks) Revoked(int32)                                 {}
 func (NopHooks) SinkFailed(error)                              {}
 func (NopHooks) DeadLettered(int)                              {}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -65,10 +63,6 @@ type query struct {
 	done chan struct{}
 }
 
-func (t *task) path() string {
-	return filepath.Join(t.c.cfg.CheckpointDir, fmt.Sprintf("%s-%d.ckpt", t.c.cfg.Topic, t.partition))
-}
-
 // run restores the partition, then applies fetched batches until ctx ends;
 // it leaves with a checkpoint and a commit of what it applied — or, when
 // that final save fails, an error that says what was not checkpointed and
@@ -76,7 +70,11 @@ func (t *task) path() string {
 func (t *task) run(ctx context.Context, restored func()) (finalErr error) {
 	cfg := &t.c.cfg
 	log := cfg.Log.With("partition", t.partition)
-	start := t.restore(log)
+	start, err := t.restore(ctx, log)
+	if err != nil {
+		restored()
+		return nil // ctx ended before the partition was restored: nothing to save
+	}
 	t.startSnapshots()
 	t.applied.Store(t.next)
 	restored()
@@ -184,43 +182,47 @@ func (t *task) notSaved(log *slog.Logger, err error) error {
 		t.partition, what, transitions, scores, revenue, err)
 }
 
-// restore loads the partition's checkpoint, or starts it empty. It returns
-// the offset to fetch from (negative: kafka.FirstOffset/LastOffset).
-func (t *task) restore(log *slog.Logger) int64 {
+// restore loads the partition's newest usable checkpoint, or starts it
+// empty. It returns the offset to fetch from (negative:
+// kafka.FirstOffset/LastOffset), or an error when ctx ends while the
+// checkpoint store cannot be read: then the partition is not started at
+// all, since starting it afresh would rebuild it from the start of the
+// topic.
+func (t *task) restore(ctx context.Context, log *slog.Logger) (int64, error) {
 	cfg := &t.c.cfg
 	rs := t.c.rules.Load()
 	t.checkpoint = -1
-	// A checkpoint write cut short by a crash leaves its temporary file.
-	// This task owns the partition now: any such file is a dead write (or
-	// one of a former owner that must not land any more).
-	if tmps, _ := filepath.Glob(t.path() + ".tmp-*"); len(tmps) > 0 {
-		for _, f := range tmps {
-			os.Remove(f)
-		}
-		log.Info("removed unfinished checkpoint writes", "files", len(tmps))
-	}
-	data, err := os.ReadFile(t.path())
-	if err == nil {
-		p, cp, err := engine.RestorePartition(data, rs, cfg.Engine)
-		if err == nil && cp.Partition == t.partition {
-			t.part, t.next, t.checkpoint = p, cp.NextOffset, cp.NextOffset
-			log.Info("restored from checkpoint", "accounts", p.Len(), "offset", cp.NextOffset)
-			return cp.NextOffset
+	retry := backoff.New(200*time.Millisecond, 10*time.Second)
+	for {
+		var cp engine.Checkpoint
+		unusable, err := cfg.Checkpoints.Load(ctx, t.partition, func(data []byte) error {
+			p, c, err := engine.RestorePartition(data, rs, cfg.Engine)
+			if err == nil && c.Partition != t.partition {
+				err = fmt.Errorf("%w: it holds partition %d", engine.ErrCorruptCheckpoint, c.Partition)
+			}
+			if err == nil {
+				t.part, cp = p, c
+			}
+			return err
+		})
+		for _, u := range unusable {
+			log.Error("checkpoint unusable; set aside", "err", u)
 		}
 		if err == nil {
-			err = fmt.Errorf("%w: it holds partition %d", engine.ErrCorruptCheckpoint, cp.Partition)
+			t.next, t.checkpoint = cp.NextOffset, cp.NextOffset
+			log.Info("restored from checkpoint", "accounts", t.part.Len(), "offset", cp.NextOffset, "unusable", len(unusable))
+			cfg.Hooks.Restored(t.partition, true, cp.NextOffset, len(unusable))
+			return cp.NextOffset, nil
 		}
-		// Never use it, never lose it: keep the file aside for a post-mortem.
-		// If it cannot be moved, the partition is rebuilt all the same (the
-		// next checkpoint replaces the file); the log says where it was.
-		aside := t.path() + ".corrupt"
-		if rerr := os.Rename(t.path(), aside); rerr != nil {
-			log.Error("checkpoint unusable and not set aside; rebuilding the partition from Kafka", "err", err, "file", t.path(), "set_aside_err", rerr)
-		} else {
-			log.Error("checkpoint unusable; rebuilding the partition from Kafka", "err", err, "moved_to", aside)
+		if errors.Is(err, engine.ErrNoCheckpoint) {
+			cfg.Hooks.Restored(t.partition, false, -1, len(unusable))
+			break
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		log.Error("checkpoint unreadable; rebuilding the partition from Kafka", "err", err)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		log.Warn("checkpoint store unreadable; retrying", "err", err)
+		retry.Wait(ctx)
 	}
 	t.part = engine.NewPartition(t.partition, rs, cfg.Engine)
 	start := int64(kafka.FirstOffset)
@@ -234,7 +236,7 @@ func (t *task) restore(log *slog.Logger) int64 {
 	}
 	t.next = start
 	log.Info("no checkpoint; starting fresh", "start", cfg.Start)
-	return start
+	return start, nil
 }
 
 // maxPendingScores bounds the score rows a partition holds before handing
@@ -459,8 +461,9 @@ wait:
 }
 
 // save checkpoints the partition and commits its offset, in that order:
-// a crash between the two leaves a checkpoint ahead of the commit, which
-// is safe (the next owner resumes from the checkpoint).
+// the commit waits until the store holds the checkpoint durably, and a
+// crash between the two leaves a checkpoint ahead of the commit, which is
+// safe (the next owner resumes from the checkpoint).
 func (t *task) save(ctx context.Context) error {
 	cfg := &t.c.cfg
 	if t.broken {
@@ -483,7 +486,7 @@ func (t *task) save(ctx context.Context) error {
 	}
 	began := time.Now()
 	t.buf = t.part.AppendCheckpoint(t.buf[:0], t.next)
-	err := engine.WriteCheckpointFile(t.path(), t.buf)
+	err := cfg.Checkpoints.Save(ctx, t.partition, t.buf)
 	cfg.Hooks.Checkpointed(t.partition, len(t.buf), time.Since(began), err)
 	if err != nil {
 		return err

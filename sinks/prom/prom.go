@@ -28,6 +28,8 @@ type Metrics struct {
 	checkpoints *prometheus.CounterVec
 	ckptSeconds prometheus.Histogram
 	ckptBytes   *prometheus.GaugeVec
+	restores    *prometheus.CounterVec
+	unusable    prometheus.Counter
 	owned       *prometheus.GaugeVec
 	sinkErrors  *prometheus.CounterVec
 	sinkBatches *prometheus.CounterVec
@@ -53,6 +55,8 @@ func New() *Metrics {
 	m.checkpoints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_checkpoints_total", Help: "Partition checkpoints written, by result."}, []string{"result"})
 	m.ckptSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulse_checkpoint_seconds", Help: "Time to encode and durably write one partition checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
 	m.ckptBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_checkpoint_bytes", Help: "Size of the last checkpoint of a partition."}, []string{"partition"})
+	m.restores = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_partition_restores_total", Help: "Partitions taken on, by where their state came from: checkpoint, or start (no usable checkpoint: rebuilt from kafka.start)."}, []string{"from"})
+	m.unusable = prometheus.NewCounter(prometheus.CounterOpts{Name: "pulse_checkpoints_unusable_total", Help: "Checkpoints found damaged or refused when a partition was taken on (set aside; an older one or a rebuild was used)."})
 	m.owned = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulse_partition_owned", Help: "1 while this instance owns the partition."}, []string{"partition"})
 	m.sinkErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_sink_errors_total", Help: "Failed sink writes, by sink (each is retried)."}, []string{"sink"})
 	m.sinkBatches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_sink_batches_total", Help: "Batches a sink accepted."}, []string{"sink"})
@@ -64,10 +68,12 @@ func New() *Metrics {
 	m.notified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_notifications_total", Help: "Webhook notifications by notifier and outcome (sent, failed, dropped_queue_full, dropped_notifier_gone, snoozed, duplicate, repeat, suppressed, too_old)."}, []string{"notifier", "outcome"})
 	m.insertRows = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pulse_clickhouse_insert_rows", Help: "Rows per ClickHouse INSERT, by table: ClickHouse wants them large (tens of thousands and up).", Buckets: prometheus.ExponentialBuckets(10, 4, 9)}, []string{"table"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulse_rules_reloads_total", Help: "Rules reloads, by result (ok, error)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.outliers, m.transitions, m.reloads, m.notified, m.insertRows,
+	for _, c := range []prometheus.Collector{m.events, m.lag, m.processing, m.eventAge, m.checkpoints, m.ckptSeconds, m.ckptBytes, m.restores, m.unusable, m.owned, m.sinkErrors, m.sinkBatches, m.sinkSeconds, m.sinkRetries, m.deadLetters, m.outliers, m.transitions, m.reloads, m.notified, m.insertRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
+	m.restores.WithLabelValues("checkpoint") // export zeros, as for events
+	m.restores.WithLabelValues("start")
 	for r := range engine.NumReasons {
 		reason := engine.Reason(r)
 		m.events.WithLabelValues(reason.Result(), reasonLabel(reason)) // export zeros: rates work from the start
@@ -140,6 +146,15 @@ func (m *Metrics) Checkpointed(p int32, bytes int, took time.Duration, err error
 }
 
 func (m *Metrics) Assigned(p int32, _ bool) { m.owned.WithLabelValues(strconv.Itoa(int(p))).Set(1) }
+
+func (m *Metrics) Restored(_ int32, fromCheckpoint bool, _ int64, unusable int) {
+	from := "start"
+	if fromCheckpoint {
+		from = "checkpoint"
+	}
+	m.restores.WithLabelValues(from).Inc()
+	m.unusable.Add(float64(unusable))
+}
 
 // Revoked marks the partition not owned and deletes its lag and event age:
 // another instance reports them now, and a stale copy here would add up

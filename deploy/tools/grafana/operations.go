@@ -58,7 +58,7 @@ func operations() *dashboard.DashboardBuilder {
 		WithPanel(opsSeries("Clock outliers /s", "Events held back for being more than max_skew ahead of their partition's clock (a clock-skewed producer, a live event in a backfill).", "ops").
 			WithTarget(prom("A", `sum(rate(pulse_clock_outliers_total[$__rate_interval]))`, "held back"))).
 		WithRow(dashboard.NewRowBuilder("Checkpoints")).
-		WithPanel(opsSeries("Checkpoints /s by result", "Partition checkpoints written per second. Errors mean offsets are not committed: check the checkpoint directory's disk.", "ops").
+		WithPanel(opsSeries("Checkpoints /s by result", "Partition checkpoints written per second. Errors mean offsets are not committed: check the checkpoint store: the disk of checkpoint.dir, or the brokers of checkpoint.topic.", "ops").
 			WithTarget(prom("A", `sum by (result) (rate(pulse_checkpoints_total[$__rate_interval]))`, "{{result}}")).
 			OverrideByName("ok", fixedColor("green")).
 			OverrideByName("error", fixedColor("red"))).
