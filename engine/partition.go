@@ -171,6 +171,8 @@ type Partition struct {
 	scores      []ScoreRow
 	spareScores []ScoreRow // a buffer handed back by RecycleScores
 	revenue     []RevenueRow
+
+	shadow *shadow // a second ruleset evaluated alongside (replay --diff); nil: none
 }
 
 // NewPartition returns an empty partition evaluating rs.
@@ -342,6 +344,9 @@ func (p *Partition) evict(a *account, t int64) {
 	a.dueNs = 0
 	res := p.rules.Forget(&a.rulesState, a.id, &a.attrs, t)
 	p.transitions = append(p.transitions, res...)
+	if p.shadow != nil {
+		p.shadow.forget(a, t)
+	}
 }
 
 // EvaluateAll evaluates every account at the current clock, due or not. A
@@ -373,6 +378,9 @@ func (p *Partition) evaluate(a *account, t int64) {
 		a.firing = append(a.firing[:0], res.Firing...)
 	}
 	p.transitions = append(p.transitions, res.Transitions...)
+	if p.shadow != nil {
+		p.shadow.evaluate(a, t, depth, &p.values)
+	}
 	if p.cfg.ScoreRows && a.row.due(res.Score, res.Grade, depth, t, int64(p.cfg.ScoreInterval)) {
 		a.row = lastRow{ts: t, score: res.Score, grade: res.Grade, depth: depth}
 		if len(p.scores) == cap(p.scores) {
@@ -390,9 +398,15 @@ func (p *Partition) evaluate(a *account, t int64) {
 // t and the account's recorded history (SPEC §3): the score changes and
 // grade_days. The grade must already be moved for t.
 func (a *account) scoreMetrics(t int64, score float64, v *rules.Values) {
+	fillScoreMetrics(t, score, a.histStart, a.hist, a.gradeSince, v)
+}
+
+// fillScoreMetrics fills the score-based metrics from a score history
+// (see recordDay) and the time the grade last changed (0: no grade).
+func fillScoreMetrics(t int64, score float64, histStart int32, hist []uint32, gradeSince int64, v *rules.Values) {
 	change := func(back int64) float64 {
 		// The last midnight ≤ t − back: midnights are day-bucket ends.
-		then, ok := a.recorded(int32(floorDiv(t-back*nsPerDay, nsPerDay)))
+		then, ok := recordedDay(histStart, hist, int32(floorDiv(t-back*nsPerDay, nsPerDay)))
 		if !ok {
 			return rules.Null
 		}
@@ -401,8 +415,8 @@ func (a *account) scoreMetrics(t int64, score float64, v *rules.Values) {
 	v[rules.ScoreChange7d] = change(7)
 	v[rules.ScoreChange30d] = change(30)
 	v[rules.GradeDays] = rules.Null
-	if a.gradeSince != 0 {
-		v[rules.GradeDays] = days(t - a.gradeSince)
+	if gradeSince != 0 {
+		v[rules.GradeDays] = days(t - gradeSince)
 	}
 }
 

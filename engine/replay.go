@@ -131,9 +131,6 @@ func (r *Replayer) Scores() []ScoreRow { return r.scores }
 // account, rule and state), independent of the partition count.
 func (r *Replayer) Transitions() []rules.Transition {
 	out := slices.Clone(r.trans)
-	slices.SortStableFunc(out, func(a, b rules.Transition) int {
-		return cmp.Or(cmp.Compare(a.Ts, b.Ts), cmp.Compare(a.AccountID, b.AccountID),
-			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.State, b.State))
-	})
+	sortTransitions(out)
 	return out
 }
