@@ -27,9 +27,12 @@ func commandTable() []command {
 				"Kafka-protocol broker on 127.0.0.1:9092 with a synthetic load, served on http://127.0.0.1:8080/. " +
 				"SIGINT or SIGTERM stops it cleanly; SIGHUP reloads the rules.",
 			runCmd},
-		{"replay", "--rules FILE --events FILE|- [--at RFC3339] [--transitions] [flags]",
+		{"replay", "--rules FILE --events FILE|- [--at RFC3339] [--transitions] [flags] | --diff OLD NEW --events FILE|- [--json]",
 			"Reads JSONL events in file order, evaluates every account at --at (default: the highest ts; later events are ignored) " +
 				"and prints one account state per line, sorted by account_id; with --transitions it prints the alert transitions instead. " +
+				"With --diff OLD NEW it replays the events under both rules files in one pass and prints what the change would have done: " +
+				"per rule the firing episodes under each, the accounts newly flagged and no longer flagged, and the grade changes at the end " +
+				"(a table, or JSON with --json). " +
 				"Rejected lines are reported on stderr. Exit status 0, or 2 when the command itself fails.",
 			replayCmd},
 		{"rules check", "FILE",
