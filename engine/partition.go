@@ -531,12 +531,16 @@ func (p *Partition) eachAccount(fn func(*account)) {
 	}
 }
 
-func (p *Partition) state(a *account) AccountState {
-	s := AccountState{AccountID: a.id, Ts: p.clock, Attrs: a.attrs, Grade: a.rulesState.Grade}
-	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
+func (p *Partition) state(a *account) AccountState { return p.stateAt(a, p.clock) }
+
+// stateAt is the account's state with its metrics at t (not before the
+// account's newest event) and the grade and alerts of its last evaluation.
+func (p *Partition) stateAt(a *account, t int64) AccountState {
+	s := AccountState{AccountID: a.id, Ts: t, Attrs: a.attrs, Grade: a.rulesState.Grade}
+	s.Depth = a.metrics(t, &p.classes, &s.Metrics)
 	card, score, factors, caps := p.rules.Explain(&a.rulesState, &s.Metrics, &a.attrs, s.Depth)
 	s.Scorecard, s.Score, s.Factors, s.Caps = card.Name, score, factors, caps
-	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
+	a.scoreMetrics(t, s.Score, &s.Metrics)
 	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firing)
 	if s.Alerts == nil {
 		s.Alerts = []string{}

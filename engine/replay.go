@@ -25,6 +25,10 @@ type Replayer struct {
 	trans  []rules.Transition
 	scores []ScoreRow // with Config.ScoreRows
 
+	probes  []Probe // see SetProbes
+	pending []probes
+	onProbe func(i int, s *AccountState)
+
 	// OnReject, if set, is called for each rejected event with its line
 	// number (from 1), reason and a description.
 	OnReject func(line int, reason Reason, detail string)
@@ -55,7 +59,11 @@ func (r *Replayer) Line(lineNo int, line []byte) {
 			r.after++
 			return
 		}
-		p := r.parts[PartitionOf(r.ev.Account, len(r.parts))]
+		pi := PartitionOf(r.ev.Account, len(r.parts))
+		if r.pending != nil {
+			r.probeBefore(pi, r.ev.Ts)
+		}
+		p := r.parts[pi]
 		reason = p.Apply(&r.ev, r.wall)
 		if reason == ReasonOK {
 			r.maxTs = max(r.maxTs, r.ev.Ts)
@@ -93,6 +101,9 @@ func (r *Replayer) Finish() int64 {
 	t := r.at
 	if t == 0 {
 		t = r.maxTs
+	}
+	if r.pending != nil {
+		r.probeAtEnd(t)
 	}
 	for _, p := range r.parts {
 		p.AdvanceTo(t)
