@@ -28,6 +28,7 @@ type Replayer struct {
 	probes  []Probe // see SetProbes
 	pending []probes
 	onProbe func(i int, s *AccountState)
+	pipe    *shadowPipe // see Shadow
 
 	// OnReject, if set, is called for each rejected event with its line
 	// number (from 1), reason and a description.
@@ -111,6 +112,7 @@ func (r *Replayer) Finish() int64 {
 		r.trans = append(r.trans, p.TakeTransitions()...)
 		r.scores = append(r.scores, p.TakeScores()...)
 	}
+	r.closePipe()
 	return t
 }
 

@@ -22,6 +22,11 @@ import (
 // partition has just computed. Its transitions and grades are therefore
 // those a replay on its ruleset alone gives (TestShadowEqualsAReplay).
 //
+// The shadow's evaluations run on a goroutine of their own (see
+// shadowPipe): the partition hands over a copy of what an evaluation read
+// — metrics, attributes, depth, time — and goes on, so a diff takes
+// little more wall time than one replay where a second core is free.
+//
 // A shadow lives only in a replay: it is not checkpointed.
 type shadow struct {
 	rules *rules.Ruleset
@@ -29,10 +34,13 @@ type shadow struct {
 	// partition's metrics then hold as they are.
 	sameModules bool
 	classes     moduleClasses
-	eval        *rules.Evaluator
-	values      rules.Values
-	// Keyed by the partition's account: the account struct is sized to a
-	// malloc class and has no room for a pointer more.
+	pipe        *shadowPipe
+
+	// Owned by the pipe's goroutine until it is closed.
+	eval *rules.Evaluator
+	// Keyed by the partition's account (a key only: the goroutine reads
+	// no account field): the account struct is sized to a malloc class
+	// and has no room for a pointer more.
 	accounts    map[*account]*shadowAccount
 	transitions []rules.Transition
 }
@@ -47,50 +55,129 @@ type shadowAccount struct {
 	hist       []uint32
 }
 
-func newShadow(rs *rules.Ruleset, own rules.ModuleSets) *shadow {
+func newShadow(rs *rules.Ruleset, own rules.ModuleSets, pipe *shadowPipe) *shadow {
 	same := slices.Equal(rs.Modules.All, own.All) && slices.Equal(rs.Modules.Core, own.Core) &&
 		slices.Equal(rs.Modules.Process, own.Process) && slices.Equal(rs.Modules.Custom, own.Custom)
-	return &shadow{rules: rs, sameModules: same, classes: newModuleClasses(rs.Modules),
+	return &shadow{rules: rs, sameModules: same, classes: newModuleClasses(rs.Modules), pipe: pipe,
 		eval: rules.NewEvaluator(), accounts: make(map[*account]*shadowAccount)}
 }
 
-// evaluate evaluates account a at t under the shadow's ruleset, as
-// Partition.evaluate does under its own; v and depth are the metrics the
-// partition computed for this evaluation.
+// shadowJob is one evaluation (or eviction) of an account, as the
+// shadow's goroutine needs it: copies, since the account moves on.
+type shadowJob struct {
+	s      *shadow
+	a      *account // the key of the shadow's state; not read
+	id     string
+	t      int64
+	depth  rules.Depth
+	forget bool
+	attrs  [rules.NumAttrs]string
+	values rules.Values
+}
+
+// shadowPipe carries the shadows' jobs, in batches and in the order the
+// partitions emit them, to one goroutine that runs them.
+type shadowPipe struct {
+	batch []shadowJob
+	full  chan []shadowJob
+	free  chan []shadowJob
+	done  chan struct{}
+}
+
+const (
+	shadowBatch   = 512 // jobs per hand-over: ≈ 300 KB
+	shadowBatches = 4   // in flight at most
+)
+
+func newShadowPipe() *shadowPipe {
+	p := &shadowPipe{full: make(chan []shadowJob, shadowBatches), free: make(chan []shadowJob, shadowBatches+1),
+		done: make(chan struct{})}
+	for range shadowBatches {
+		p.free <- make([]shadowJob, 0, shadowBatch)
+	}
+	p.batch = <-p.free
+	go func() {
+		defer close(p.done)
+		for b := range p.full {
+			for i := range b {
+				b[i].run()
+			}
+			p.free <- b[:0]
+		}
+	}()
+	return p
+}
+
+// job returns the next job to fill; it is handed over with the batch.
+func (p *shadowPipe) job() *shadowJob {
+	if len(p.batch) == cap(p.batch) {
+		p.full <- p.batch
+		p.batch = <-p.free
+	}
+	p.batch = p.batch[:len(p.batch)+1]
+	return &p.batch[len(p.batch)-1]
+}
+
+// close runs the jobs left and waits for them: the shadows' state is the
+// caller's again.
+func (p *shadowPipe) close() {
+	if p.done == nil {
+		return
+	}
+	p.full <- p.batch
+	close(p.full)
+	<-p.done
+	p.batch, p.done = nil, nil
+}
+
+// evaluate hands over account a's evaluation at t under the shadow's
+// ruleset; v and depth are the metrics the partition computed for it.
 func (s *shadow) evaluate(a *account, t int64, depth rules.Depth, v *rules.Values) {
-	sa := s.accounts[a]
+	j := s.pipe.job()
+	*j = shadowJob{s: s, a: a, id: a.id, t: t, depth: depth, attrs: a.attrs, values: *v}
+	if !s.sameModules {
+		// Modules change with the next event: count them now.
+		j.depth = a.moduleMetrics(dayOf(t), &s.classes, &j.values)
+	}
+}
+
+// forget hands over the eviction of an account at t.
+func (s *shadow) forget(a *account, t int64) {
+	*s.pipe.job() = shadowJob{s: s, a: a, id: a.id, t: t, forget: true, attrs: a.attrs}
+}
+
+// run evaluates the account as Partition.evaluate does under its own
+// ruleset, or resolves its firing alerts and drops its state when the
+// partition evicts it.
+func (j *shadowJob) run() {
+	s := j.s
+	sa := s.accounts[j.a]
+	if j.forget {
+		if sa != nil {
+			s.transitions = append(s.transitions, s.rules.Forget(&sa.state, j.id, &j.attrs, j.t)...)
+			delete(s.accounts, j.a)
+		}
+		return
+	}
 	if sa == nil {
 		sa = &shadowAccount{}
-		s.accounts[a] = sa
+		s.accounts[j.a] = sa
 	}
-	s.values = *v
-	if !s.sameModules {
-		depth = a.moduleMetrics(dayOf(t), &s.classes, &s.values)
-	}
-	in := rules.Input{AccountID: a.id, Metrics: &s.values, Attrs: &a.attrs, Depth: depth}
+	in := rules.Input{AccountID: j.id, Metrics: &j.values, Attrs: &j.attrs, Depth: j.depth}
 	before := sa.state.Grade
 	sc := s.rules.ScoreAccount(s.eval, &sa.state, in)
 	if sc.Grade != before || sa.gradeSince == 0 {
-		sa.gradeSince = t
+		sa.gradeSince = j.t
 	}
 	if sc.Grade == rules.GradeNone {
 		sa.gradeSince = 0
 	}
-	fillScoreMetrics(t, sc.Score, sa.histStart, sa.hist, sa.gradeSince, &s.values)
-	res := s.rules.StepAlerts(s.eval, &sa.state, in, sc, t)
-	if t%nsPerDay == 0 {
-		recordDay(&sa.histStart, &sa.hist, dayOf(t), res.Score, res.Grade)
+	fillScoreMetrics(j.t, sc.Score, sa.histStart, sa.hist, sa.gradeSince, &j.values)
+	res := s.rules.StepAlerts(s.eval, &sa.state, in, sc, j.t)
+	if j.t%nsPerDay == 0 {
+		recordDay(&sa.histStart, &sa.hist, dayOf(j.t), res.Score, res.Grade)
 	}
 	s.transitions = append(s.transitions, res.Transitions...)
-}
-
-// forget resolves the shadow's firing alerts of an account the partition
-// evicts, and drops its state.
-func (s *shadow) forget(a *account, t int64) {
-	if sa := s.accounts[a]; sa != nil {
-		s.transitions = append(s.transitions, s.rules.Forget(&sa.state, a.id, &a.attrs, t)...)
-		delete(s.accounts, a)
-	}
 }
 
 // moduleMetrics recomputes, for other module classes, the metrics that
@@ -136,14 +223,17 @@ func (a *account) moduleMetrics(day int32, mc *moduleClasses, v *rules.Values) r
 // events: ShadowTransitions and EachGrade then tell what rs would have
 // done. Call it before the first Line.
 func (r *Replayer) Shadow(rs *rules.Ruleset) {
+	r.pipe = newShadowPipe()
 	for _, p := range r.parts {
-		p.shadow = newShadow(rs, p.rules.Modules)
+		p.shadow = newShadow(rs, p.rules.Modules, r.pipe)
 	}
 }
 
 // ShadowTransitions returns the alert transitions of the shadow ruleset
-// (see Shadow), ordered as Transitions orders the replay's own.
+// (see Shadow), ordered as Transitions orders the replay's own. Call it
+// after Finish.
 func (r *Replayer) ShadowTransitions() []rules.Transition {
+	r.closePipe()
 	var out []rules.Transition
 	for _, p := range r.parts {
 		if p.shadow != nil {
@@ -156,8 +246,9 @@ func (r *Replayer) ShadowTransitions() []rules.Transition {
 
 // EachGrade calls fn with every account's grade after its last
 // evaluation, under the replay's ruleset and under the shadow's (GradeNone
-// without a shadow), in account-id order.
+// without a shadow), in account-id order. Call it after Finish.
 func (r *Replayer) EachGrade(fn func(accountID string, grade, shadowGrade rules.Grade)) {
+	r.closePipe()
 	type ref struct {
 		a *account
 		s *shadow
@@ -176,6 +267,13 @@ func (r *Replayer) EachGrade(fn func(accountID string, grade, shadowGrade rules.
 			}
 		}
 		fn(x.a.id, x.a.rulesState.Grade, g)
+	}
+}
+
+// closePipe waits for the shadows' evaluations handed over so far.
+func (r *Replayer) closePipe() {
+	if r.pipe != nil {
+		r.pipe.close()
 	}
 }
 

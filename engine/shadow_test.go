@@ -49,13 +49,13 @@ func TestShadowEqualsAReplay(t *testing.T) {
 	}
 
 	end := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	g := synth.New(synth.Options{Accounts: 80, Days: 50, Seed: 5, End: end})
+	g := synth.New(synth.Options{Accounts: 50, Days: 40, Seed: 5, End: end})
 	var lines [][]byte
 	// An account that stops on the first day, evicted (and its firing
 	// alerts resolved) after the retention of 31 days.
 	for u := range 6 {
 		lines = append(lines, fmt.Appendf(nil, `{"ts":%q,"account_id":"gone","type":"login","user_id":"u%d"}`,
-			end.AddDate(0, 0, -50).Add(time.Hour).Format(time.RFC3339), u))
+			end.AddDate(0, 0, -40).Add(time.Hour).Format(time.RFC3339), u))
 	}
 	for d := range g.Days() {
 		g.Day(d, func(l []byte) { lines = append(lines, append([]byte(nil), l...)) })
