@@ -80,12 +80,13 @@ func tuneCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	r := report{events: *eventsFile, horizon: *horizon, renewals: len(renewals), skipped: skipped,
 		train: train, test: test, factors: factors, current: current, fitted: fitted, coef: model.Coef}
 	r.write(&rep)
-	weights, comments := map[string]string{}, map[string]string{}
-	for j, name := range factors {
-		weights[name] = formatWeight(fitted[j])
-		comments[name] = r.comment(j)
-	}
-	out, err := tune.Rewrite(src, weights, comments)
+	out, err := tune.Rewrite(src, func(name, old string) (string, string, bool) {
+		j := slices.Index(factors, name)
+		if j < 0 {
+			return "", "", false
+		}
+		return formatWeight(fitted[j]), r.comment(j, old), true
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", *rulesFile, err)
 	}
@@ -300,10 +301,9 @@ func (r *report) write(w io.Writer) {
 
 // comment is the comment on factor j's weight line: the weight it
 // replaces and what the fit says of the factor.
-func (r *report) comment(j int) string {
-	was := formatWeight(r.current[j])
+func (r *report) comment(j int, was string) string {
 	if r.coef[j] < 0.005 {
-		return fmt.Sprintf("fitted (was %s): no sign of churn in these renewals; the least weight", was)
+		return fmt.Sprintf("fitted (was %s): no sign of churn or contraction in these renewals, so the least weight", was)
 	}
-	return fmt.Sprintf("fitted (was %s): 100 points against 0 cut the odds of churn or contraction ×%.2f", was, math.Exp(-r.coef[j]))
+	return fmt.Sprintf("fitted (was %s): at 100 points rather than 0, the odds of churn or contraction ×%.2f", was, math.Exp(-r.coef[j]))
 }

@@ -42,7 +42,7 @@ func TestTuneBeatsUniformWeights(t *testing.T) {
 	for i, f := range rs.Default.Factors {
 		same = same && f.Weight == shipped.Default.Factors[i].Weight
 	}
-	if same || !strings.Contains(out, "weight: ") || !strings.Contains(out, "# fitted (was 3)") {
+	if same || !strings.Contains(out, "weight: ") || !strings.Contains(out, "# fitted (was 3): ") {
 		t.Errorf("the weights were not replaced:\n%s", out)
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Rewrite returns the rules file src with the weight of every factor that
-// weights names replaced (the factors of the score block and of every
-// scorecard; a factor list shared by a YAML anchor is rewritten once) and
-// comments[name] as the comment of the weight's line. Everything else is
-// kept byte for byte, comments and anchors included: the result is the
+// Rewrite returns the rules file src with the weight of factors replaced
+// (the factors of the score block and of every scorecard; a factor list
+// shared by a YAML anchor is rewritten once). weight is called with each
+// factor's name and weight as written, and returns the new weight and the
+// comment for its line; ok false leaves the factor alone. Everything else
+// is kept byte for byte, comments and anchors included: the result is the
 // reviewed file with new numbers, not a re-encoding of it.
-func Rewrite(src []byte, weights, comments map[string]string) ([]byte, error) {
+func Rewrite(src []byte, weight func(name, old string) (new, comment string, ok bool)) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, err
@@ -37,16 +38,14 @@ func Rewrite(src []byte, weights, comments map[string]string) ([]byte, error) {
 		}
 		for _, f := range list.Content {
 			f = deref(f)
-			name, weight := value(f, "name"), value(f, "weight")
-			if name == nil || weight == nil || seen[weight] {
+			name, w := value(f, "name"), value(f, "weight")
+			if name == nil || w == nil || seen[w] {
 				continue
 			}
-			seen[weight] = true
-			w, ok := weights[name.Value]
-			if !ok {
-				continue
+			seen[w] = true
+			if nw, comment, ok := weight(name.Value, w.Value); ok {
+				edits = append(edits, edit{line: w.Line, col: w.Column, old: w.Value, new: nw, comment: comment})
 			}
-			edits = append(edits, edit{line: weight.Line, col: weight.Column, old: weight.Value, new: w, comment: comments[name.Value]})
 		}
 	}
 	root := deref(doc.Content[0])

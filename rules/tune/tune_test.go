@@ -109,24 +109,26 @@ score:
 	want := `x-factors: &factors
   - name: adoption      # share of the seats in use
     metric: seat_login_ratio_7d
-    weight: 4.25  # a
+    weight: 4.25  # a was 3
     points: [[0.1, 0], [0.5, 100]]
   - name: recency
     metric: days_since_active
-    weight: 0.01  # r
+    weight: 0.01  # r was 2
     points: [[2, 100], [10, 0]]
 scorecards:
   - name: onboarding
     match: {stage: [onboarding]}
     factors:
-      - {name: recency, metric: days_since_active, weight: 0.01, points: [[2, 100], [10, 0]]}  # r
+      - {name: recency, metric: days_since_active, weight: 0.01, points: [[2, 100], [10, 0]]}  # r was 1.5
   - name: strategic
     match: {segment: [strategic]}
     factors: *factors
 score:
   factors: *factors
 `
-	got, err := Rewrite([]byte(src), map[string]string{"adoption": "4.25", "recency": "0.01"}, map[string]string{"adoption": "a", "recency": "r"})
+	got, err := Rewrite([]byte(src), func(name, old string) (string, string, bool) {
+		return map[string]string{"adoption": "4.25", "recency": "0.01"}[name], name[:1] + " was " + old, true
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +144,7 @@ func TestRewriteTheShippedModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	weights, comments := map[string]string{}, map[string]string{}
-	for _, n := range []string{"adoption", "activation", "engagement", "core_modules", "breadth", "momentum", "recency", "support", "sentiment", "relationship"} {
-		weights[n], comments[n] = "0.5", "fitted: "+n
-	}
-	out, err := Rewrite(src, weights, comments)
+	out, err := Rewrite(src, func(name, _ string) (string, string, bool) { return "0.5", "fitted: " + name, true })
 	if err != nil {
 		t.Fatal(err)
 	}
