@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -60,7 +61,7 @@ func tuneCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	slices.SortStableFunc(samples, func(a, b tune.Sample) int { return int(min(max(a.Ts-b.Ts, -1), 1)) })
+	slices.SortStableFunc(samples, func(a, b tune.Sample) int { return cmp.Compare(a.Ts, b.Ts) })
 	nTest := int(math.Round(float64(len(samples)) * *holdout))
 	train, test := samples[:len(samples)-nTest], samples[len(samples)-nTest:]
 	model, err := tune.Fit(train, len(factors))
