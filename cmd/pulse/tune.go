@@ -61,6 +61,11 @@ func tuneCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(samples) == 0 {
+		fmt.Fprintf(stderr, "pulse tune: none of the %d renewals has an account scored %s before it (unknown then, or in warm-up): try a shorter --horizon\n",
+			len(renewals), rules.FormatDuration(*horizon))
+		return errProblems
+	}
 	slices.SortStableFunc(samples, func(a, b tune.Sample) int { return cmp.Compare(a.Ts, b.Ts) })
 	nTest := int(math.Round(float64(len(samples)) * *holdout))
 	train, test := samples[:len(samples)-nTest], samples[len(samples)-nTest:]

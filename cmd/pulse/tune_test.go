@@ -56,6 +56,12 @@ func TestTuneBadInput(t *testing.T) {
 	if code != 1 || out != "" || !strings.Contains(errs, "holds no renewal outcome") {
 		t.Errorf("no renewals: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
+	// A renewal on the account's first day: nothing to read 90 days before.
+	early := writeFile(t, "early.jsonl", replayEvents+`{"ts":"2026-11-22T12:00:00Z","account_id":"acme","type":"renewal","outcome":"churned","arr_before":1000}`+"\n")
+	code, _, errs = pulse(t, "", "tune", "--rules", exampleRules, "--events", early)
+	if code != 1 || !strings.Contains(errs, "none of the 1 renewals has an account scored 90d before it") {
+		t.Errorf("no renewal with a history: exit %d, stderr %q", code, errs)
+	}
 	bad := writeFile(t, "bad.yaml", "score:\n  factors:\n    - {name: a, metric: nope, weight: 1, points: [[0, 0], [1, 100]]}\n")
 	code, _, errs = pulse(t, "", "tune", "--rules", bad, "--events", events)
 	if code != 2 || !strings.Contains(errs, "bad.yaml:3: ") {
