@@ -490,31 +490,43 @@ func histDecode(c uint32) (score float64, g rules.Grade) {
 
 // record stores the score of the midnight that starts day.
 func (a *account) record(day int32, score float64, g rules.Grade) {
-	switch {
-	case len(a.hist) == 0:
-		a.histStart = day
-	case day < a.histStart:
-		return // older than the history kept
-	}
-	i := int(day - a.histStart)
-	for len(a.hist) <= i {
-		a.hist = append(a.hist, 0)
-	}
-	a.hist[i] = histCode(score, g)
-	if drop := len(a.hist) - historyDays; drop > 0 {
-		a.hist = slices.Delete(a.hist, 0, drop)
-		a.histStart += int32(drop)
-	}
+	recordDay(&a.histStart, &a.hist, day, score, g)
 }
 
 // recorded returns the score recorded at the midnight that starts day, and
 // whether one was.
 func (a *account) recorded(day int32) (float64, bool) {
-	i := int(day - a.histStart)
-	if i < 0 || i >= len(a.hist) || a.hist[i] == 0 {
+	return recordedDay(a.histStart, a.hist, day)
+}
+
+// recordDay stores the score of the midnight that starts day in a score
+// history that starts at *start (see histCode), keeping historyDays.
+func recordDay(start *int32, hist *[]uint32, day int32, score float64, g rules.Grade) {
+	switch {
+	case len(*hist) == 0:
+		*start = day
+	case day < *start:
+		return // older than the history kept
+	}
+	i := int(day - *start)
+	for len(*hist) <= i {
+		*hist = append(*hist, 0)
+	}
+	(*hist)[i] = histCode(score, g)
+	if drop := len(*hist) - historyDays; drop > 0 {
+		*hist = slices.Delete(*hist, 0, drop)
+		*start += int32(drop)
+	}
+}
+
+// recordedDay returns the score a history starting at start recorded at
+// the midnight that starts day, and whether one was.
+func recordedDay(start int32, hist []uint32, day int32) (float64, bool) {
+	i := int(day - start)
+	if i < 0 || i >= len(hist) || hist[i] == 0 {
 		return rules.Null, false
 	}
-	s, _ := histDecode(a.hist[i])
+	s, _ := histDecode(hist[i])
 	return s, true
 }
 

@@ -25,6 +25,11 @@
 // exact when T falls on a UTC midnight, and between midnights covers the N
 // whole buckets ending with T's ("today so far").
 //
+// A Replayer can also evaluate a second ruleset as a shadow of its own
+// (shadow.go: pulse replay --diff, both rulesets in one pass, the
+// shadow's state kept apart) and read accounts as they stood at past
+// times (probe.go: pulse tune's factor points before each renewal).
+//
 // Accounts and users are keyed by xxhash; an account keeps its id string
 // once, for output. Users are never stored as strings: a user is 24 bytes
 // (hash, a 64-day activity bitmap, last mobile day).

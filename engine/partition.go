@@ -165,6 +165,8 @@ type Partition struct {
 	scores      []ScoreRow
 	spareScores []ScoreRow // a buffer handed back by RecycleScores
 	revenue     []RevenueRow
+
+	shadow *shadow // a second ruleset evaluated alongside (replay --diff); nil: none
 }
 
 // NewPartition returns an empty partition evaluating rs.
@@ -336,6 +338,9 @@ func (p *Partition) evict(a *account, t int64) {
 	a.dueNs = 0
 	res := p.rules.Forget(&a.rulesState, a.id, &a.attrs, t)
 	p.transitions = append(p.transitions, res...)
+	if p.shadow != nil {
+		p.shadow.forget(a, t)
+	}
 }
 
 // EvaluateAll evaluates every account at the current clock, due or not. A
@@ -364,6 +369,9 @@ func (p *Partition) evaluate(a *account, t int64) {
 		a.record(dayOf(t), res.Score, res.Grade)
 	}
 	p.transitions = append(p.transitions, res.Transitions...)
+	if p.shadow != nil {
+		p.shadow.evaluate(a, t, depth, &p.values)
+	}
 	if p.cfg.ScoreRows && a.row.due(res.Score, res.Grade, depth, t, int64(p.cfg.ScoreInterval)) {
 		a.row = lastRow{ts: t, score: res.Score, grade: res.Grade, depth: depth}
 		if len(p.scores) == cap(p.scores) {
@@ -381,9 +389,15 @@ func (p *Partition) evaluate(a *account, t int64) {
 // t and the account's recorded history (SPEC §3): the score changes and
 // grade_days. The grade must already be moved for t.
 func (a *account) scoreMetrics(t int64, score float64, v *rules.Values) {
+	fillScoreMetrics(t, score, a.histStart, a.hist, a.gradeSince, v)
+}
+
+// fillScoreMetrics fills the score-based metrics from a score history
+// (see recordDay) and the time the grade last changed (0: no grade).
+func fillScoreMetrics(t int64, score float64, histStart int32, hist []uint32, gradeSince int64, v *rules.Values) {
 	change := func(back int64) float64 {
 		// The last midnight ≤ t − back: midnights are day-bucket ends.
-		then, ok := a.recorded(int32(floorDiv(t-back*nsPerDay, nsPerDay)))
+		then, ok := recordedDay(histStart, hist, int32(floorDiv(t-back*nsPerDay, nsPerDay)))
 		if !ok {
 			return rules.Null
 		}
@@ -392,8 +406,8 @@ func (a *account) scoreMetrics(t int64, score float64, v *rules.Values) {
 	v[rules.ScoreChange7d] = change(7)
 	v[rules.ScoreChange30d] = change(30)
 	v[rules.GradeDays] = rules.Null
-	if a.gradeSince != 0 {
-		v[rules.GradeDays] = days(t - a.gradeSince)
+	if gradeSince != 0 {
+		v[rules.GradeDays] = days(t - gradeSince)
 	}
 }
 
@@ -508,12 +522,16 @@ func (p *Partition) eachAccount(fn func(*account)) {
 	}
 }
 
-func (p *Partition) state(a *account) AccountState {
-	s := AccountState{AccountID: a.id, Ts: p.clock, Attrs: a.attrs, Grade: a.rulesState.Grade}
-	s.Depth = a.metrics(p.clock, &p.classes, &s.Metrics)
+func (p *Partition) state(a *account) AccountState { return p.stateAt(a, p.clock) }
+
+// stateAt is the account's state with its metrics at t (not before the
+// account's newest event) and the grade and alerts of its last evaluation.
+func (p *Partition) stateAt(a *account, t int64) AccountState {
+	s := AccountState{AccountID: a.id, Ts: t, Attrs: a.attrs, Grade: a.rulesState.Grade}
+	s.Depth = a.metrics(t, &p.classes, &s.Metrics)
 	card, score, factors, caps := p.rules.Explain(&a.rulesState, &s.Metrics, &a.attrs, s.Depth)
 	s.Scorecard, s.Score, s.Factors, s.Caps = card.Name, score, factors, caps
-	a.scoreMetrics(p.clock, s.Score, &s.Metrics)
+	a.scoreMetrics(t, s.Score, &s.Metrics)
 	s.Alerts, s.Suppressed = p.rules.SplitSuppressed(a.firingAlerts())
 	if s.Alerts == nil {
 		s.Alerts = []string{}

@@ -25,6 +25,11 @@ type Replayer struct {
 	trans  []rules.Transition
 	scores []ScoreRow // with Config.ScoreRows
 
+	probes  []Probe // see SetProbes
+	pending []probes
+	onProbe func(i int, s *AccountState)
+	pipe    *shadowPipe // see Shadow
+
 	// OnReject, if set, is called for each rejected event with its line
 	// number (from 1), reason and a description.
 	OnReject func(line int, reason Reason, detail string)
@@ -59,7 +64,11 @@ func (r *Replayer) Line(lineNo int, line []byte) {
 			r.after++
 			return
 		}
-		p := r.parts[PartitionOf(r.ev.Account, len(r.parts))]
+		pi := PartitionOf(r.ev.Account, len(r.parts))
+		if r.pending != nil {
+			r.probeBefore(pi, r.ev.Ts)
+		}
+		p := r.parts[pi]
 		reason = p.Apply(&r.ev, r.wall)
 		if reason == ReasonOK {
 			r.maxTs = max(r.maxTs, r.ev.Ts)
@@ -98,12 +107,16 @@ func (r *Replayer) Finish() int64 {
 	if t == 0 {
 		t = r.maxTs
 	}
+	if r.pending != nil {
+		r.probeAtEnd(t)
+	}
 	for _, p := range r.parts {
 		p.AdvanceTo(t)
 		p.EvaluateAll()
 		r.trans = append(r.trans, p.TakeTransitions()...)
 		r.scores = append(r.scores, p.TakeScores()...)
 	}
+	r.closePipe()
 	return t
 }
 
@@ -135,9 +148,6 @@ func (r *Replayer) Scores() []ScoreRow { return r.scores }
 // account, rule and state), independent of the partition count.
 func (r *Replayer) Transitions() []rules.Transition {
 	out := slices.Clone(r.trans)
-	slices.SortStableFunc(out, func(a, b rules.Transition) int {
-		return cmp.Or(cmp.Compare(a.Ts, b.Ts), cmp.Compare(a.AccountID, b.AccountID),
-			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.State, b.State))
-	})
+	sortTransitions(out)
 	return out
 }

@@ -27,11 +27,21 @@ func commandTable() []command {
 				"Kafka-protocol broker on 127.0.0.1:9092 with a synthetic load, served on http://127.0.0.1:8080/. " +
 				"SIGINT or SIGTERM stops it cleanly; SIGHUP reloads the rules.",
 			runCmd},
-		{"replay", "--rules FILE --events FILE|- [--at RFC3339] [--transitions] [flags]",
+		{"replay", "--rules FILE --events FILE|- [--at RFC3339] [--transitions] [flags] | --diff OLD NEW --events FILE|- [--json]",
 			"Reads JSONL events in file order, evaluates every account at --at (default: the highest ts; later events are ignored) " +
 				"and prints one account state per line, sorted by account_id; with --transitions it prints the alert transitions instead. " +
+				"With --diff OLD NEW it replays the events under both rules files in one pass and prints what the change would have done: " +
+				"per rule the firing episodes under each, the accounts newly flagged and no longer flagged, and the grade changes at the end " +
+				"(a table, or JSON with --json). " +
 				"Rejected lines are reported on stderr. Exit status 0, or 2 when the command itself fails.",
 			replayCmd},
+		{"tune", "--rules FILE --events FILE [--horizon 90d] [--holdout 0.3]",
+			"Fits the score's factor weights to the renewal outcomes in the events: for each renewal, the account's factor points " +
+				"--horizon before it; churned or contracted is the class to predict. A logistic regression with non-negative weights " +
+				"is fitted on the older renewals; the newer (--holdout) measure how well the file's, uniform and fitted weights rank " +
+				"churned accounts (AUC). Prints the rules file with the fitted weights, a comment on each, and the report at its top. " +
+				"Exit status 1 when the events hold no renewal to fit, 2 for a bad command line or rules file.",
+			tuneCmd},
 		{"rules check", "FILE",
 			"Validates a rules file: exit 0 with a summary, or 1 with one FILE:LINE: key: problem line per problem.",
 			rulesCheckCmd},

@@ -129,7 +129,8 @@ func TestReplaySurvivesHugeLines(t *testing.T) {
 }
 
 // pulse gen | pulse replay on the example rules: every archetype raises
-// the alert it stands for, and healthy accounts raise no risk alert.
+// the alert it stands for, and healthy accounts raise no risk alert
+// (accounts that churned at a renewal are gone, whatever their archetype).
 func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
 	const accounts, days, seed = 240, 100, 11
 	code, stream, errs := pulse(t, "", "gen", "--accounts", "240", "--days", "100", "--seed", "11", "--end", "2026-11-20T00:00:00Z")
@@ -161,6 +162,9 @@ func TestGeneratedArchetypesRaiseTheirAlerts(t *testing.T) {
 	seen := map[synth.Archetype]int{}
 	for _, a := range g.Accounts() {
 		seen[a.Archetype]++
+		if a.Outcome == "churned" {
+			continue
+		}
 		alerts := firing[a.ID]
 		want := a.Archetype.ExpectedAlert()
 		if want == "" {

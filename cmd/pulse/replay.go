@@ -24,9 +24,13 @@ const maxLine = 1 << 20
 const maxRejectReports = 1000
 
 func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	diff, args, err := takeDiffFiles(args, stderr)
+	if err != nil {
+		return err
+	}
 	fs := newFlagSet("replay")
 	defaults := engine.DefaultConfig()
-	rulesFile := fs.String("rules", "", "rules `FILE` (YAML), required")
+	rulesFile := fs.String("rules", "", "rules `FILE` (YAML), required (but with --diff)")
 	eventsFile := fs.String("events", "", "JSONL events `FILE`, or - for standard input, required")
 	atFlag := fs.String("at", "", "evaluate at this `RFC3339` time (default: the highest ts); later events are ignored")
 	transitions := fs.Bool("transitions", false, "print the alert transitions instead of account states")
@@ -36,11 +40,16 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	sweepInterval := durationVar(fs, "sweep-interval", defaults.SweepInterval, "event time between sweeps of all accounts")
 	maxSkew := durationVar(fs, "max-skew", defaults.MaxSkew, "how far ahead of a partition's clock an event moves it at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this `FILE` (diagnostics)")
+	diffFlags(fs, &diff)
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	endOnBrokenPipe()
-	if *rulesFile == "" || *eventsFile == "" || fs.NArg() > 0 || *partitions < 1 {
+	if err := diff.check(*rulesFile, *transitions, stderr); err != nil {
+		fs.Usage()
+		return err
+	}
+	if (*rulesFile == "" && diff.oldFile == "") || *eventsFile == "" || fs.NArg() > 0 || *partitions < 1 {
 		fmt.Fprintln(stderr, "pulse replay: --rules and --events are required, --partitions must be ≥ 1")
 		fs.Usage()
 		return errUsage
@@ -67,6 +76,21 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return errUsage
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if diff.oldFile != "" {
+		diff.eventsFile = *eventsFile
+		return replayDiff(diff, cfg, *partitions, at, stdin, stdout, stderr)
+	}
 	rs, err := loadRules(*rulesFile)
 	if err != nil {
 		return err
@@ -81,17 +105,6 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		in = f
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	rp := engine.NewReplayer(rs, cfg, *partitions, at, time.Now().UnixNano())
 	reported := 0
 	rp.OnReject = func(line int, reason engine.Reason, detail string) {

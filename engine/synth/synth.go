@@ -130,6 +130,13 @@ type Account struct {
 	Archetype Archetype
 	Seats     int
 	Segment   string
+	// RenewalDay is the day of the period (0 = the first) the account's
+	// contract came up for renewal, a year before the renewal date it has
+	// at the end; -1 when that fell before the period. Outcome is how that
+	// renewal ended ("" without one): its odds follow the archetype (see
+	// renewalOdds). A churned account sends nothing after that day.
+	RenewalDay int
+	Outcome    string
 
 	index       int
 	users       []genUser
@@ -305,6 +312,69 @@ func (g *Generator) describe(a *Account, i int) {
 	}
 	a.touchEvery = 14 + r.IntN(21)
 	a.arrPerSeat = []float64{300, 600, 1200}[r.IntN(3)]
+	a.RenewalDay = g.opts.Days + a.renewalDays - 365
+	if a.RenewalDay < 0 {
+		a.RenewalDay = -1
+	} else {
+		a.Outcome = renewalOdds[a.Archetype].draw(r)
+	}
+}
+
+// odds are the chances, in percent, of a renewal's outcomes; the rest is
+// renewed.
+type odds struct{ churned, contracted, expanded int }
+
+// renewalOdds follow the archetypes: accounts that never adopted what
+// they bought, or whose use is fading, churn or shrink at renewal far more
+// often than healthy or growing ones. Some of these signs show long before
+// the renewal (shelfware, underused, shallow, ticket-heavy, declining),
+// others only in its last weeks (dark, sudden drop, champion lost): pulse
+// tune finds which factors carry the warning.
+var renewalOdds = [NumArchetypes]odds{
+	Healthy:      {3, 5, 33},
+	Declining:    {45, 20, 0},
+	SuddenDrop:   {25, 15, 5},
+	Dark:         {50, 10, 0},
+	Expanding:    {2, 2, 60},
+	Integration:  {15, 10, 5},
+	TicketHeavy:  {30, 15, 0},
+	Silent:       {12, 8, 5},
+	Shelfware:    {45, 45, 0},
+	Underused:    {15, 55, 0},
+	Shallow:      {35, 15, 0},
+	Stalled:      {40, 15, 0},
+	ChampionLost: {30, 15, 0},
+	Crowded:      {2, 2, 50},
+	Surge:        {3, 3, 40},
+	Unreached:    {20, 15, 5},
+	Sliding:      {20, 15, 5},
+}
+
+func (o odds) draw(r *rand.Rand) string {
+	switch x := r.IntN(100); {
+	case x < o.churned:
+		return "churned"
+	case x < o.churned+o.contracted:
+		return "contracted"
+	case x < o.churned+o.contracted+o.expanded:
+		return "expanded"
+	}
+	return "renewed"
+}
+
+// churnedBefore reports whether the account churned at a renewal before
+// day d: it is gone.
+func (a *Account) churnedBefore(d int) bool {
+	return a.Outcome == "churned" && d > a.RenewalDay
+}
+
+// renewalDate is the account's next renewal as of day d: the renewal in
+// the period until it has happened, then the one a year later.
+func (g *Generator) renewalDate(a *Account, d int) string {
+	if a.RenewalDay >= d {
+		return g.start.AddDate(0, 0, a.RenewalDay).Format("2006-01-02")
+	}
+	return g.opts.End.AddDate(0, 0, a.renewalDays).Format("2006-01-02")
 }
 
 // pad5 formats i with at least five digits, as %05d.
@@ -331,8 +401,22 @@ func newUser(r *rand.Rand, u, join int) genUser {
 	return genUser{id: u, propensity: 0.55 + 0.4*r.Float64(), platform: platform, joinDay: join}
 }
 
-// activity scales user activity on day d of n for the archetype.
+// fadeDays is how long before a renewal it ends in churn the account's
+// users start drifting away.
+const fadeDays = 120
+
+// activity scales user activity on day d of n for the archetype, and
+// for an account that churns at its renewal, fades it over the fadeDays
+// before: to 30% on the day.
 func (a *Account) activity(d, n int) float64 {
+	scale := 1.0
+	if a.Outcome == "churned" && d <= a.RenewalDay && a.RenewalDay-d < fadeDays {
+		scale = 1 - 0.7*float64(fadeDays-(a.RenewalDay-d))/fadeDays
+	}
+	return scale * a.archetypeActivity(d, n)
+}
+
+func (a *Account) archetypeActivity(d, n int) float64 {
 	switch a.Archetype {
 	case Declining:
 		return 1 - 0.9*float64(d)/float64(max(n-1, 1))
@@ -438,6 +522,9 @@ func (g *Generator) Live(ctx context.Context, speed float64, now func() time.Tim
 func (g *Generator) accountDay(i, d int) {
 	a := &g.acct
 	g.describe(a, i)
+	if a.churnedBefore(d) {
+		return
+	}
 	r := g.rng(a.index, d, 2)
 	n := g.opts.Days
 	dayNs := g.dayNs
@@ -700,7 +787,7 @@ func (g *Generator) accountEvent(ts int64, a *Account, seats int, stage string) 
 		g.str("plan", plans[r.IntN(len(plans))])
 		g.str("region", regions[r.IntN(len(regions))])
 		g.str("industry", industries[r.IntN(len(industries))])
-		g.str("renewal_date", g.opts.End.AddDate(0, 0, a.renewalDays).Format("2006-01-02"))
+		g.str("renewal_date", g.renewalDate(a, 0))
 	} else {
 		g.str("stage", stage)
 	}
@@ -719,7 +806,8 @@ var channels = []string{"meeting", "call", "email", "qbr", "chat"}
 
 // crm writes what the customer-success team records for day d: CSM touches
 // on the account's cadence, the renewal a year before the next one if it
-// falls in the period, and stakeholder changes.
+// falls in the period (with the renewed contract), and stakeholder
+// changes.
 func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int64) {
 	touch := d%a.touchEvery == a.index%a.touchEvery
 	if a.Archetype == Unreached {
@@ -731,21 +819,33 @@ func (g *Generator) crm(a *Account, d, n int, r *rand.Rand, at func(float64) int
 		g.str("channel", channels[r.IntN(len(channels))])
 		g.end(ts, s)
 	}
-	if renewedOn := n + a.renewalDays - 365; d == renewedOn {
+	if d == a.RenewalDay {
 		before := float64(a.Seats) * a.arrPerSeat
-		outcome, after := "renewed", before
-		switch {
-		case a.Archetype == Healthy && r.IntN(3) == 0:
-			outcome, after = "expanded", before*1.2
-		case a.Archetype == Underused || a.Archetype == Shelfware:
-			outcome, after = "contracted", before*0.7
+		after := before
+		switch a.Outcome {
+		case "churned":
+			after = 0
+		case "contracted":
+			after = before * 0.7
+		case "expanded":
+			after = before * 1.2
 		}
 		ts := at(12)
 		s := g.begin(ts, a, "renewal")
-		g.str("outcome", outcome)
+		g.str("outcome", a.Outcome)
 		g.float("arr_before", before)
 		g.float("arr_after", after)
 		g.end(ts, s)
+		if a.Outcome != "churned" {
+			// The renewed contract: its ARR and the next renewal date.
+			ts := at(12.1)
+			s := g.begin(ts, a, "contract")
+			g.float("arr", after)
+			g.c.buf = append(g.c.buf, `,"attrs":{"renewal_date":"`...)
+			g.c.buf = append(g.c.buf, g.renewalDate(a, d+1)...)
+			g.c.buf = append(g.c.buf, `"}`...)
+			g.end(ts, s)
+		}
 	}
 	if a.Archetype == ChampionLost && d == n-20 {
 		ts := at(11)
