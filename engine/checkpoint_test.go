@@ -222,7 +222,8 @@ func gunzipLines(t *testing.T, path string) [][]byte {
 
 // A version 3 checkpoint (written before renewal outcomes were kept in
 // memory) restores: every account comes back as a partition that applied
-// the same events has it.
+// the same events has it, and the renewal outcomes, which version 3 did
+// not keep, start empty.
 func TestCheckpointRestoresVersion3(t *testing.T) {
 	data, err := os.ReadFile("testdata/checkpoint-v3.bin")
 	if err != nil {
@@ -249,5 +250,8 @@ func TestCheckpointRestoresVersion3(t *testing.T) {
 	}
 	if !bytes.Contains(got, []byte(`"alerts":["`)) || !bytes.Contains(got, []byte(`"days_since_renewal_event":0.`)) {
 		t.Fatal("no firing alert or no renewal: the comparison proves little")
+	}
+	if got, want := len(restored.retention()), len(fresh.retention()); got != 0 || want == 0 {
+		t.Fatalf("renewal outcomes: %d owners restored, %d applied", got, want)
 	}
 }
