@@ -1,7 +1,8 @@
 // Package web serves Pulse over HTTP: the JSON API (/api/accounts,
-// /api/accounts/{id}, /api/accounts/{id}/history, /api/alerts), the status
-// page for CSMs (/) with an HTML view per account (/accounts/{id}), health
-// and readiness probes, /metrics, and POST /-/reload.
+// /api/accounts/{id}, /api/accounts/{id}/history, /api/alerts,
+// /api/portfolio), the status page for CSMs (/) with an HTML view per
+// account (/accounts/{id}) and the portfolio (/portfolio), health and
+// readiness probes, /metrics and POST /-/reload.
 //
 // It never waits for the partitions: every answer is read from the
 // snapshots the partitions the instance owns publish (Source.Snapshots),
@@ -106,6 +107,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.writing(s.snooze))
 	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.writing(s.snooze))
 	mux.HandleFunc("POST /-/reload", s.writing(s.reload))
+	mux.HandleFunc("GET /api/portfolio", s.reading(s.portfolioAPI))
+	mux.HandleFunc("GET /portfolio", s.reading(s.portfolioPage))
 	mux.HandleFunc("GET /{$}", s.reading(s.page))
 	mux.HandleFunc("GET /accounts/{id}", s.reading(s.accountPage))
 	if s.Pprof {
