@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -66,6 +67,27 @@ func portfolioServer(t *testing.T, options ...func(*Server)) (*httptest.Server, 
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return ts, src
+}
+
+// Preview implements Previewer over the partitions: each one's preview,
+// added up, as stream.Consumer does on the partitions' goroutines.
+func (p *partitions) Preview(ctx context.Context, candidate *rules.Ruleset) (*engine.Preview, error) {
+	if p.previewErr != nil {
+		return nil, p.previewErr
+	}
+	var sum *engine.Preview
+	for _, part := range p.parts {
+		pv, err := part.Preview(ctx, p.rs, candidate)
+		if err != nil {
+			return nil, err
+		}
+		if sum == nil {
+			sum = pv
+		} else {
+			sum.Add(pv)
+		}
+	}
+	return sum, nil
 }
 
 // GET /api/portfolio answers the figures of the engine's hand-worked
