@@ -217,3 +217,23 @@ func TestPortfolioSurvivesCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPortfolio: the snapshot of 5,000 generated accounts with 30
+// days of history, and the portfolio computed from it.
+func BenchmarkPortfolio(b *testing.B) {
+	p := NewPartition(0, exampleRules(b), Config{})
+	feedPartition(p, benchLines(b, 5000, 30))
+	b.Run("snapshot", func(b *testing.B) {
+		b.ReportMetric(float64(p.Len()), "accounts")
+		for b.Loop() {
+			p.Snapshot(0)
+		}
+	})
+	snaps := []*Snapshot{p.Snapshot(0)}
+	merged := Merge(snaps)
+	b.Run("portfolio", func(b *testing.B) {
+		for b.Loop() {
+			NewPortfolio(snaps, merged)
+		}
+	})
+}
