@@ -285,7 +285,7 @@ func count(c *AlertCount) string {
 
 // BenchmarkPreview: a preview of a candidate with other grade lines and
 // other core modules (so the metrics that count modules are computed
-// twice) on 5,000 generated accounts with 30 days of history.
+// twice) on 1,500 generated accounts with 30 days of history.
 func BenchmarkPreview(b *testing.B) {
 	rs := exampleRules(b)
 	data, err := os.ReadFile("../deploy/rules/example.yaml")
@@ -299,7 +299,7 @@ func BenchmarkPreview(b *testing.B) {
 		b.Fatal(err)
 	}
 	p := NewPartition(0, rs, Config{})
-	feedPartition(p, benchLines(b, 5000, 30))
+	feedPartition(p, benchLines(b, 1500, 30))
 	for _, c := range []struct {
 		name string
 		rs   *rules.Ruleset
