@@ -34,4 +34,9 @@
 // (shared by the instances of a group, or local for one instance); without
 // a checkpoint it starts from a configured position. A corrupt checkpoint
 // is reported, set aside and the partition rebuilt from Kafka.
+//
+// Readers reach a task's partition through snapshots, which the task
+// builds when asked (snapshot.go), or through queries it runs between
+// batches (Do): Preview, a rules preview, is one, run by each task in
+// turn within the caller's deadline (preview.go).
 package stream
