@@ -88,8 +88,9 @@ type crmState struct {
 	arrTs         int64 // 0: no arr yet
 	lastTouchNs   int64
 	lastRenewalNs int64
-	touches       []int64       // touch ts, within the longest window
-	stakeholders  []stakeholder // within the longest window
+	touches       []int64          // touch ts, within the longest window
+	stakeholders  []stakeholder    // within the longest window
+	outcomes      []renewalOutcome // renewals within the trailing period (revenue.go)
 }
 
 type stakeholder struct {
@@ -247,6 +248,8 @@ func (a *account) apply(ev *Event, in *interner, mc *moduleClasses, horizon int6
 		a.setARR(ev.ARRAfter, ev.Ts)
 		c := a.crmState()
 		c.lastRenewalNs = max(c.lastRenewalNs, ev.Ts)
+		a.addOutcome(renewalOutcome{ts: ev.Ts, outcome: ev.Outcome, arrBefore: ev.ARRBefore, arrAfter: ev.ARRAfter,
+			segment: a.attrs[rules.Segment], csm: a.attrs[rules.CSM]})
 	case TypeTouch:
 		c := a.crmState()
 		c.lastTouchNs = max(c.lastTouchNs, ev.Ts)

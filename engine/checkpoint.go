@@ -23,16 +23,19 @@ import (
 //
 //	"PULSECKP" | version u16 (big endian) | payload | crc32c(payload) u32
 //	payload: partition, next offset, rules version, clock, next sweep,
-//	         account count, accounts…, (version 3:) held-back events
+//	         account count, accounts…, (version 3:) held-back events,
+//	         (version 4:) retired renewal outcomes
 //
 // Readers refuse unknown versions and bad checksums: a checkpoint is
 // never silently half-used. Version 3 adds, per account, the health-model
 // v2 state (grade age, score history, scorecard, contract/renewal/touch/
 // stakeholder state); version 2 checkpoints restore with that state empty.
+// Version 4 adds the renewal outcomes of the trailing twelve months, per
+// account and retired (revenue.go); older checkpoints restore without.
 
 const (
 	checkpointMagic   = "PULSECKP"
-	checkpointVersion = 3
+	checkpointVersion = 4
 	oldestReadable    = 2
 )
 
@@ -73,6 +76,7 @@ func (p *Partition) AppendCheckpoint(b []byte, nextOffset int64) []byte {
 		e.event(&p.held[i].ev)
 	}
 	e.uvarint(uint64(p.run))
+	e.outcomes(p.retired)
 	b = e.b
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
@@ -120,6 +124,9 @@ func RestorePartition(data []byte, rs *rules.Ruleset, cfg Config) (*Partition, C
 		if p.run > len(p.held) {
 			d.fail("held events")
 		}
+	}
+	if version >= 4 {
+		p.retired = d.outcomes(&p.interner)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d bytes after the last account", len(d.b))
@@ -281,6 +288,20 @@ func (e *encoder) account(a *account) {
 			out = 1
 		}
 		e.uvarint(out)
+	}
+	e.outcomes(c.outcomes) // version 4
+}
+
+// outcomes writes a list of renewal outcomes.
+func (e *encoder) outcomes(list []renewalOutcome) {
+	e.uvarint(uint64(len(list)))
+	for _, o := range list {
+		e.varint(o.ts)
+		e.b = append(e.b, byte(o.outcome))
+		e.f64(o.arrBefore)
+		e.f64(o.arrAfter)
+		e.string(o.segment)
+		e.string(o.csm)
 	}
 }
 
@@ -504,7 +525,7 @@ func (d *decoder) account(in *interner) *account {
 		d.fail("rules state")
 	}
 	if d.version >= 3 {
-		d.accountV3(a)
+		d.accountV3(a, in)
 	} else if dayOf(a.firstNs) >= a.eventsFrom {
 		a.eventsFrom = 0 // the account is no older than the ring
 	}
@@ -515,8 +536,9 @@ func (d *decoder) account(in *interner) *account {
 	return a
 }
 
-// accountV3 reads the health-model v2 state of an account.
-func (d *decoder) accountV3(a *account) {
+// accountV3 reads the health-model v2 state of an account (and, from
+// version 4, its renewal outcomes).
+func (d *decoder) accountV3(a *account, in *interner) {
 	a.eventsFrom = int32(d.varint())
 	a.rulesState.Scorecard = d.string()
 	a.rulesState.Caps = uint32(d.uvarint())
@@ -548,6 +570,9 @@ func (d *decoder) accountV3(a *account) {
 			c.stakeholders[i] = stakeholder{ts: d.varint(), championOut: d.uvarint() == 1}
 		}
 	}
+	if d.version >= 4 {
+		c.outcomes = d.outcomes(in)
+	}
 	a.crm = c
 }
 
@@ -565,4 +590,26 @@ func alertState(code uint64) rules.AlertState {
 		return rules.StateFiring
 	}
 	return rules.StatePending
+}
+
+// outcomes reads what encoder.outcomes wrote.
+func (d *decoder) outcomes(in *interner) []renewalOutcome {
+	n := d.count(20)
+	if n == 0 {
+		return nil
+	}
+	out := make([]renewalOutcome, n)
+	for i := range out {
+		o := &out[i]
+		o.ts = d.varint()
+		if len(d.b) == 0 || d.b[0] == byte(OutcomeNone) || int(d.b[0]) >= len(OutcomeNames) {
+			d.fail("renewal outcome")
+			return nil
+		}
+		o.outcome = Outcome(d.b[0])
+		d.b = d.b[1:]
+		o.arrBefore, o.arrAfter = d.f64(), d.f64()
+		o.segment, o.csm = in.intern(d.bytes()), in.intern(d.bytes())
+	}
+	return out
 }

@@ -33,4 +33,11 @@
 // Accounts and users are keyed by xxhash; an account keeps its id string
 // once, for output. Users are never stored as strings: a user is 24 bytes
 // (hash, a 64-day activity bitmap, last mobile day).
+//
+// Readers on other goroutines get Snapshots, which a partition builds on
+// its own; Merge lists their accounts once, and NewPortfolio computes the
+// book from them (grades, ARR at risk, renewals due, and the trailing
+// twelve months' renewal retention each partition keeps, revenue.go).
+// Partition.Preview, run on the partition's goroutine, evaluates a
+// candidate ruleset against every account without changing anything.
 package engine

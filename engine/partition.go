@@ -165,6 +165,7 @@ type Partition struct {
 	scores      []ScoreRow
 	spareScores []ScoreRow // a buffer handed back by RecycleScores
 	revenue     []RevenueRow
+	retired     []renewalOutcome // outcomes of evicted accounts, within the trailing period (revenue.go)
 
 	shadow *shadow // a second ruleset evaluated alongside (replay --diff); nil: none
 }
@@ -331,11 +332,13 @@ func (p *Partition) sweep(t int64) {
 	}
 	clear(p.order[len(kept):])
 	p.order = kept
+	p.pruneRetired()
 }
 
 func (p *Partition) evict(a *account, t int64) {
 	delete(p.accounts, xxhash.Sum64String(a.id))
 	a.dueNs = 0
+	p.retire(a)
 	res := p.rules.Forget(&a.rulesState, a.id, &a.attrs, t)
 	p.transitions = append(p.transitions, res...)
 	if p.shadow != nil {

@@ -18,6 +18,9 @@ type Snapshot struct {
 	Rules     *rules.Ruleset
 	Accounts  []SnapshotAccount // creation order
 	Firing    []FiringAlert     // firing alerts of rules in Rules
+	// Retention adds up the partition's renewal outcomes of the
+	// RetentionDays that end at Clock, by the owner at the renewal.
+	Retention map[Owner]Retention
 
 	byID    map[string]int32 // index into Accounts
 	hist    []uint32         // every account's score history codes, one allocation
@@ -30,6 +33,9 @@ type SnapshotAccount struct {
 	// Updated is the event time of the newest event applied to the account
 	// (Unix ns): which of two records of one account is the latest.
 	Updated int64
+	// ActiveDays counts the days of the last 7 (the day buckets of the
+	// 7-day window at Clock) with user activity.
+	ActiveDays uint8
 
 	histStart      int32
 	histLo, histHi int32 // the account's codes in Snapshot.hist
@@ -45,8 +51,10 @@ func (p *Partition) Snapshot(wall int64) *Snapshot {
 		Clock:     p.clock,
 		Rules:     p.rules,
 		Accounts:  make([]SnapshotAccount, len(p.order)),
+		Retention: p.retention(),
 		byID:      make(map[string]int32, len(p.order)),
 	}
+	day := dayOf(p.clock)
 	names := make(map[string]bool, len(p.rules.Alerts))
 	for _, a := range p.rules.Alerts {
 		names[a.Name] = true
@@ -63,6 +71,7 @@ func (p *Partition) Snapshot(wall int64) *Snapshot {
 		sa.State.Alerts = slices.DeleteFunc(sa.State.Alerts, func(n string) bool { return !inForce(n) })
 		sa.State.Suppressed = slices.DeleteFunc(sa.State.Suppressed, func(n string) bool { return !inForce(n) })
 		sa.Updated = a.lastEventNs
+		sa.ActiveDays = a.activeDays(day)
 		sa.histStart, sa.histLo = a.histStart, int32(len(s.hist))
 		s.hist = append(s.hist, a.hist...)
 		sa.histHi = int32(len(s.hist))

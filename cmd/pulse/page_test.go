@@ -19,8 +19,10 @@ import (
 // (headless Chromium), show the accounts the embedded default scores: the
 // riskiest first, risks apart from opportunities, pages, and per account
 // a score-history chart, the factors and the alerts with their severity.
-// The screenshots are kept in the test's directory (and copied to
-// $PULSE_SCREENSHOT and $PULSE_SCREENSHOT_ACCOUNT if set).
+// The portfolio page shows the book, as /api/portfolio has it. The
+// screenshots are kept in the test's directory (and copied to
+// $PULSE_SCREENSHOT, $PULSE_SCREENSHOT_ACCOUNT and
+// $PULSE_SCREENSHOT_PORTFOLIO if set).
 func TestStatusPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -181,6 +183,49 @@ output: {transitions_file: ""}
 		}
 	}
 	screenshot("/accounts/"+id, "account.png", "PULSE_SCREENSHOT_ACCOUNT")
+
+	// The portfolio: the headline figures, the book by grade, segment and
+	// CSM, and the renewals due ranked by ARR × risk, as the API has them.
+	var pf struct {
+		Total struct {
+			Accounts int `json:"accounts"`
+		} `json:"total"`
+		Segments []struct {
+			Segment string `json:"segment"`
+		} `json:"segments"`
+		Renewals struct {
+			Due    int `json:"due"`
+			Ranked []struct {
+				ID string `json:"account_id"`
+			} `json:"ranked"`
+		} `json:"renewals"`
+	}
+	if code, body := httpGet(base + "/api/portfolio"); code != 200 || json.Unmarshal(body, &pf) != nil || pf.Total.Accounts != 40 || len(pf.Segments) == 0 {
+		t.Fatalf("/api/portfolio: %d %s", code, body)
+	}
+	if pf.Renewals.Due == 0 {
+		t.Fatal("/api/portfolio: no renewal due in 90 days among the demo's 40 accounts")
+	}
+	folio := browse("/portfolio", "--dump-dom")
+	if !strings.Contains(folio, "Pulse — portfolio") || !strings.Contains(folio, `<div class="cards" id="headline">`) {
+		t.Fatalf("not the portfolio page:\n%.500s", folio)
+	}
+	if n := strings.Count(folio, `<tr class="grade-row"`); n != 4 {
+		t.Errorf("the portfolio lists %d grades, want 4", n)
+	}
+	if n := strings.Count(folio, `<tr class="group"`); n < len(pf.Segments)+1 {
+		t.Errorf("the portfolio lists %d segments and CSMs, want at least %d segments and a CSM", n, len(pf.Segments))
+	}
+	var ranked []string
+	for _, m := range regexp.MustCompile(`<tr class="renewal" data-account="([^"]+)">`).FindAllStringSubmatch(folio, -1) {
+		ranked = append(ranked, m[1])
+	}
+	// The stream is live: a score may move between the two reads, and
+	// with it the order; the accounts due are the same.
+	if len(ranked) != min(pf.Renewals.Due, 50) {
+		t.Errorf("the portfolio ranks %d renewals, the API %d", len(ranked), pf.Renewals.Due)
+	}
+	screenshot("/portfolio", "portfolio.png", "PULSE_SCREENSHOT_PORTFOLIO")
 }
 
 // listed is one row of the status page.

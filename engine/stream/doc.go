@@ -41,4 +41,9 @@
 // it keeps one, else the partition is rebuilt from Kafka. A store that
 // cannot be read holds the partition back (retried) rather than rebuild
 // it.
+//
+// Readers reach a task's partition through snapshots, which the task
+// builds when asked (snapshot.go), or through queries it runs between
+// batches (do): Preview, a rules preview, is one, run by each task in
+// turn within the caller's deadline (preview.go).
 package stream

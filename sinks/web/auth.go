@@ -90,13 +90,20 @@ func (s *Server) reading(h http.HandlerFunc) http.HandlerFunc {
 // JSON or form body (a cross-site form cannot send JSON without asking
 // first, and text/plain is how cross-site requests slip through), and
 // with the write credentials.
-func (s *Server) writing(h http.HandlerFunc) http.HandlerFunc {
+func (s *Server) writing(h http.HandlerFunc) http.HandlerFunc { return s.guarded(formOrJSON, h) }
+
+// writingYAML guards a route whose body is a rules file as writing does,
+// with a YAML (or JSON) body: no browser sends those cross-site without
+// asking first either.
+func (s *Server) writingYAML(h http.HandlerFunc) http.HandlerFunc { return s.guarded(yamlOrJSON, h) }
+
+func (s *Server) guarded(bodyType func(*http.Request) error, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := sameOrigin(r); err != nil {
 			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}
-		if err := formOrJSON(r); err != nil {
+		if err := bodyType(r); err != nil {
 			http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
 			return
 		}
@@ -147,4 +154,17 @@ func formOrJSON(r *http.Request) error {
 		}
 	}
 	return errors.New("Content-Type must be application/json or a form (application/x-www-form-urlencoded, multipart/form-data)")
+}
+
+// yamlOrJSON refuses a body of any other type than YAML or JSON (which
+// is YAML too).
+func yamlOrJSON(r *http.Request) error {
+	t, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil {
+		switch t {
+		case "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/json":
+			return nil
+		}
+	}
+	return errors.New("Content-Type must be application/yaml (or application/x-yaml, text/yaml, application/json): the body is a rules file")
 }

@@ -278,7 +278,7 @@ func paginate(q url.Values, f filter, total int) (prev, next string, pages []pag
 	return prev, next, pages
 }
 
-//go:embed page.html account.html common.html
+//go:embed page.html account.html common.html portfolio.html
 var templateFS embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
@@ -316,6 +316,16 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return s.Metrics[m]
 	},
 	"fmtMetric": formatMetric,
+	"money":     money,
+	"percent":   percent,
+	"date":      func(ns int64) string { return time.Unix(0, ns).UTC().Format(time.DateOnly) },
+	"inc":       func(i int) int { return i + 1 },
+	"groups": func(title, key string, g []engine.Group) groupTable {
+		return groupTable{Title: title, Key: key, Groups: g}
+	},
+	"steadyDays":    func() int { return engine.SteadyDays },
+	"renewalDays":   func() int { return engine.RenewalDays },
+	"retentionDays": func() int { return engine.RetentionDays },
 	"scoreRaw": func(v float64) string { // exact, for scripts and tests
 		if !rules.IsFinite(v) {
 			return ""

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulsehq/pulse/engine"
@@ -31,6 +32,9 @@ type view struct {
 	snaps    []*engine.Snapshot
 	accounts []engine.MergedAccount // riskiest first
 	byID     map[string]int         // index into accounts
+
+	pfOnce sync.Once
+	pf     *engine.Portfolio // see portfolio
 }
 
 // view reads the partitions' snapshots. A view is reused while no

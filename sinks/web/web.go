@@ -1,7 +1,8 @@
 // Package web serves Pulse over HTTP: the JSON API (/api/accounts,
-// /api/accounts/{id}, /api/accounts/{id}/history, /api/alerts), the status
-// page for CSMs (/) with an HTML view per account (/accounts/{id}), health
-// and readiness probes, /metrics, and POST /-/reload.
+// /api/accounts/{id}, /api/accounts/{id}/history, /api/alerts,
+// /api/portfolio), the status page for CSMs (/) with an HTML view per
+// account (/accounts/{id}) and the portfolio (/portfolio), health and
+// readiness probes, /metrics, POST /-/reload and POST /api/rules/preview.
 //
 // It never waits for the partitions: every answer is read from the
 // snapshots the partitions the instance owns publish (engine.View),
@@ -10,7 +11,8 @@
 // An account held by several partitions (its events were produced to more
 // than one) is answered once, flagged with "split_partitions". Besides,
 // the server keeps Recent, an engine.Sink that remembers each account's
-// latest alert transitions in memory for the account view.
+// latest alert transitions in memory for the account view. The rules
+// preview alone enters the partitions (Previewer), within a deadline.
 package web
 
 import (
@@ -53,6 +55,9 @@ type Server struct {
 	Auth Auth
 	// Pprof serves Go's profiler under /debug/pprof/ (to readers).
 	Pprof bool
+	// PreviewTimeout bounds POST /api/rules/preview (PreviewTimeout
+	// where 0); the preview is served when Source is a Previewer.
+	PreviewTimeout time.Duration
 	// Recent holds the latest alert transitions for the account view; nil
 	// leaves them out.
 	Recent *Recent
@@ -91,6 +96,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/accounts/{id}/snooze", s.writing(s.snooze))
 	mux.HandleFunc("DELETE /api/accounts/{id}/snooze", s.writing(s.snooze))
 	mux.HandleFunc("POST /-/reload", s.writing(s.reload))
+	mux.HandleFunc("POST /api/rules/preview", s.writingYAML(s.preview))
+	mux.HandleFunc("GET /api/portfolio", s.reading(s.portfolioAPI))
+	mux.HandleFunc("GET /portfolio", s.reading(s.portfolioPage))
 	mux.HandleFunc("GET /{$}", s.reading(s.page))
 	mux.HandleFunc("GET /accounts/{id}", s.reading(s.accountPage))
 	if s.Pprof {

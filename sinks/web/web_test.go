@@ -22,9 +22,10 @@ import (
 // each request gets fresh snapshots of them, taken at now (time.Now when
 // nil).
 type partitions struct {
-	parts []*engine.Partition
-	rs    *rules.Ruleset
-	now   func() time.Time
+	parts      []*engine.Partition
+	rs         *rules.Ruleset
+	now        func() time.Time
+	previewErr error // what Preview answers, when set
 }
 
 func (p *partitions) Snapshots(context.Context, time.Duration) []*engine.Snapshot {
