@@ -15,7 +15,16 @@ import (
 // which cost microseconds each on a virtual machine. Both are 0 when the
 // process is gone.
 func ProcessUsage(pid int) (cpu, faults float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return usage(fmt.Sprintf("/proc/%d/stat", pid))
+}
+
+// ThreadUsage is ProcessUsage of one thread (tid) of process pid.
+func ThreadUsage(pid, tid int) (cpu, faults float64) {
+	return usage(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+}
+
+func usage(statFile string) (cpu, faults float64) {
+	b, err := os.ReadFile(statFile)
 	if err != nil {
 		return 0, 0
 	}
