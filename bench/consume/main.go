@@ -7,8 +7,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"flag"
@@ -32,9 +30,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/pulsehq/pulse/bench"
-	"github.com/pulsehq/pulse/engine"
-	"github.com/pulsehq/pulse/engine/stream"
-	"github.com/pulsehq/pulse/engine/synth"
 	"github.com/pulsehq/pulse/sinks/clickhouse/chtest"
 )
 
@@ -57,7 +52,8 @@ func main() {
 	defer stopBroker()
 	waitPort(addr)
 
-	n := fill(addr, *accounts, *days)
+	n, err := bench.Fill(addr, *accounts, *days, nil)
+	must(err)
 	// Each consumer runs several times, in rotation, each in a new group:
 	// on a small machine a single run moves by ±15%.
 	var bares, noSinks, alls []result
@@ -154,73 +150,6 @@ type result struct {
 	scoreRows, inserts float64            // score rows written to ClickHouse, and INSERTs that held them
 }
 
-// processUsage is the user and system CPU time a process has used, and the
-// minor page faults it has taken: first touches of memory, which cost
-// microseconds each on a virtual machine.
-func processUsage(pid int) (cpu, faults float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0
-	}
-	// Fields after the command name (which may hold spaces) in ")":
-	// minflt is the 10th, utime the 14th, stime the 15th.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	flt, _ := strconv.ParseFloat(f[7], 64)
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100, flt // USER_HZ
-}
-
-// machineBusy is the CPU time all processors have spent busy (not idle or
-// waiting for I/O), kernel included.
-func machineBusy() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal ...
-	var busy float64
-	for i, v := range f[1:min(len(f), 9)] {
-		if i == 3 || i == 4 {
-			continue
-		}
-		x, _ := strconv.ParseFloat(v, 64)
-		busy += x
-	}
-	return busy / 100 // USER_HZ
-}
-
-// fill produces a generated stream to the topic and returns its size.
-func fill(addr string, accounts, days int) int {
-	// Ends on a Friday: working days only.
-	g := synth.New(synth.Options{Accounts: accounts, Days: days, Seed: 1, End: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)})
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "events", Balancer: stream.AccountBalancer{}, BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireOne}
-	defer w.Close()
-	var dec engine.Decoder
-	var ev engine.Event
-	var msgs []kafka.Message
-	n := 0
-	flush := func() {
-		if len(msgs) > 0 {
-			must(w.WriteMessages(context.Background(), msgs...))
-			msgs = msgs[:0]
-		}
-	}
-	for d := range g.Days() {
-		must(g.Day(d, func(l []byte) {
-			dec.Decode(l, &ev)
-			msgs = append(msgs, kafka.Message{Key: bytes.Clone(ev.Account), Value: bytes.Clone(l)})
-			n++
-			if len(msgs) == 50000 {
-				flush()
-			}
-		}))
-	}
-	flush()
-	return n
-}
-
 func bareConsume(addr string, n int, group string, brokerPid int) result {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, GroupID: group, Topic: "events",
 		MaxWait: 250 * time.Millisecond, QueueCapacity: 1000, MaxBytes: 16 << 20, CommitInterval: time.Second})
@@ -266,11 +195,11 @@ func (w *window) passed(seen, n int) bool {
 
 func (w *window) sample(sign float64) {
 	for k, pid := range w.pids {
-		c, f := processUsage(pid)
+		c, f := bench.ProcessUsage(pid)
 		w.cpu[k] += sign * c
 		w.faults[k] += sign * f
 	}
-	w.cpu["machine"] += sign * machineBusy()
+	w.cpu["machine"] += sign * bench.MachineBusy()
 }
 
 func (w *window) result(n int, began time.Time) result {
@@ -306,8 +235,8 @@ func runPulse(bin, addr, rulesFile string, n int, group, extra string, others ma
 			if others["clickhouse"] != 0 {
 				// The last rows are stored up to a flush interval later.
 				time.Sleep(2 * time.Second)
-				res.scoreRows = metricSum(port, `pulse_clickhouse_insert_rows_sum{table="scores"}`)
-				res.inserts = metricSum(port, `pulse_clickhouse_insert_rows_count{table="scores"}`)
+				res.scoreRows = bench.MetricSum(port, `pulse_clickhouse_insert_rows_sum{table="scores"}`)
+				res.inserts = bench.MetricSum(port, `pulse_clickhouse_insert_rows_count{table="scores"}`)
 			}
 			return res
 		}
@@ -343,6 +272,9 @@ func allSinks(bin, addr, rulesFile string, n int, brokerPid int, group string) r
 	return res
 }
 
+// eventsSeen sums pulse_events_total from the daemon's /metrics.
+func eventsSeen(port int) int { return int(bench.MetricSum(port, "pulse_events_total{")) }
+
 // profile saves 10 s of the daemon's CPU profile.
 func profile(port int, file string) {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=10", port))
@@ -355,30 +287,6 @@ func profile(port int, file string) {
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		log.Printf("cpu profile: %v", err)
 	}
-}
-
-// eventsSeen sums pulse_events_total from the daemon's /metrics.
-func eventsSeen(port int) int { return int(metricSum(port, "pulse_events_total{")) }
-
-// metricSum sums the samples whose line starts with prefix in the
-// daemon's /metrics.
-func metricSum(port int, prefix string) float64 {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	total := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, prefix) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += v
-		}
-	}
-	return total
 }
 
 func freePort() int {
