@@ -421,10 +421,10 @@ func TestCorruptCheckpointRebuildsFromKafka(t *testing.T) {
 	set, kept := 0, 0
 	for _, l := range strings.Split(log.String(), "\n") {
 		switch {
-		case strings.Contains(l, `msg="checkpoint unusable; rebuilding the partition from Kafka"`) && strings.Contains(l, "moved_to="):
+		case strings.Contains(l, `msg="checkpoint unusable; set aside"`) && strings.Contains(l, ".ckpt moved to "):
 			set++
-		case strings.Contains(l, `msg="checkpoint unusable and not set aside; rebuilding the partition from Kafka"`) && strings.Contains(l, "partition=0") &&
-			strings.Contains(l, "set_aside_err="):
+		case strings.Contains(l, `msg="checkpoint unusable; set aside"`) && strings.Contains(l, "partition=0") &&
+			strings.Contains(l, "could not be moved aside"):
 			kept++
 		}
 	}
