@@ -114,47 +114,32 @@ func keyPath(path ...any) string {
 	return b.String()
 }
 
-// pathOfValue finds the key path of the mapping value at line and column,
-// such as checkpoint.interval in "checkpoint: {interval: -1s}".
+// pathOfValue finds the key path of the mapping value or sequence item at
+// line and column, such as checkpoint.interval in
+// "checkpoint: {interval: -1s}".
 func pathOfValue(doc *yaml.Node, line, column int) string {
-	var walk func(n *yaml.Node, path []any) string
-	walk = func(n *yaml.Node, path []any) string {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				if p := walk(c, path); p != "" {
-					return p
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := append(path[:len(path):len(path)], k.Value)
-				if v.Line == line && v.Column == column {
-					return keyPath(p...)
-				}
-				if r := walk(v, p); r != "" {
-					return r
-				}
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				if c.Line == line && c.Column == column {
-					return keyPath(append(path[:len(path):len(path)], i)...)
-				}
-				if r := walk(c, append(path[:len(path):len(path)], i)); r != "" {
-					return r
-				}
-			}
-		}
-		return ""
-	}
-	return walk(doc, nil)
+	return findPath(doc, func(k, v *yaml.Node) bool {
+		return v.Line == line && v.Column == column
+	})
 }
 
 // pathAtLine finds the key path of the mapping key named key on line, so a
 // decoder message ("line 7: field foo not found") can name alerts[1].foo.
+// With key "", any key on line, or a key whose scalar value is on line.
 func pathAtLine(doc *yaml.Node, line int, key string) string {
+	return findPath(doc, func(k, v *yaml.Node) bool {
+		if k == nil {
+			return false // sequence items have no key to name
+		}
+		return k.Line == line && (key == "" || k.Value == key) ||
+			v.Line == line && key == "" && v.Kind == yaml.ScalarNode
+	})
+}
+
+// findPath walks doc depth first and returns the key path of the first
+// node match accepts: each mapping pair (k, v), and each sequence item
+// (nil, item).
+func findPath(doc *yaml.Node, match func(k, v *yaml.Node) bool) string {
 	var walk func(n *yaml.Node, path []any) string
 	walk = func(n *yaml.Node, path []any) string {
 		switch n.Kind {
@@ -168,10 +153,7 @@ func pathAtLine(doc *yaml.Node, line int, key string) string {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := append(path[:len(path):len(path)], k.Value)
-				if k.Line == line && (key == "" || k.Value == key) {
-					return keyPath(p...)
-				}
-				if v.Line == line && key == "" && v.Kind == yaml.ScalarNode {
+				if match(k, v) {
 					return keyPath(p...)
 				}
 				if r := walk(v, p); r != "" {
@@ -180,7 +162,11 @@ func pathAtLine(doc *yaml.Node, line int, key string) string {
 			}
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
-				if r := walk(c, append(path[:len(path):len(path)], i)); r != "" {
+				p := append(path[:len(path):len(path)], i)
+				if match(nil, c) {
+					return keyPath(p...)
+				}
+				if r := walk(c, p); r != "" {
 					return r
 				}
 			}
