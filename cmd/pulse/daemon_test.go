@@ -293,47 +293,9 @@ output: {transitions_file: %s}
 clickhouse: {addr: [%s], database: crash, flush_interval: 50ms}
 `, port, exampleRules, broker, filepath.Join(dir, "ckpt"), transitionsFile, ch.Addr()))
 
-	p := newProducer([]string{broker}, "events")
-	defer p.Close()
-	// Each part is produced in small slices to a running daemon, which is
-	// killed part-way through the part, wherever it then stands (applying,
-	// writing the transitions file, checkpointing or committing).
-	parts := 4
-	size := len(lines)/parts + 1
-	for i := 0; i+size < len(lines); i += size {
-		d := startPulse(t, "run", "--config", cfg)
-		waitUntil(t, "the daemon to own partitions", 60*time.Second, func() bool {
-			if d.exited() {
-				t.Fatalf("pulse exited:\n%s", d.output())
-			}
-			code, _ := httpGet(base + "/readyz")
-			return code == 200
-		})
-		part := lines[i : i+size]
-		slice := len(part)/20 + 1
-		killAt := 5 + 5*(i/size) // a different point each time
-		for j, k := 0, 0; j < len(part); j, k = j+slice, k+1 {
-			if k == killAt {
-				d.kill() // SIGKILL: no final checkpoint, no commit, no goodbye
-				t.Logf("killed during part %d, slice %d: checkpoints hold %d of %d events", i/size+1, k, checkpointed(t, filepath.Join(dir, "ckpt")), i+j)
-			}
-			if err := p.write(context.Background(), part[j:min(j+slice, len(part))]); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(20 * time.Millisecond) // pace the producer, so the kill lands while the separate daemon process consumes
-		}
-	}
-	if err := p.write(context.Background(), lines[(parts-1)*size:]); err != nil {
-		t.Fatal(err)
-	}
-	d := startPulse(t, "run", "--config", cfg)
-	waitUntil(t, "every partition's fence", 90*time.Second, func() bool {
-		for _, id := range fenceIDs {
-			if code, _ := httpGet(base + "/api/accounts/" + id); code != 200 {
-				return false
-			}
-		}
-		return true
+	ckpt := filepath.Join(dir, "ckpt")
+	d := produceKillingDaemon(t, broker, cfg, base, lines, fenceIDs, 4, 5, func(part, slice, produced int) {
+		t.Logf("killed during part %d, slice %d: checkpoints hold %d of %d events", part, slice, checkpointed(t, ckpt), produced)
 	})
 	wantStates, wantTransitions, wantScores := replayed(t, lines)
 	sameLines(t, "states", apiStates(t, base), wantStates)
@@ -470,4 +432,57 @@ func checkpointed(t testing.TB, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// produceKillingDaemon produces lines to the topic events of broker in
+// parts, each in twenty slices paced over time, to a `pulse run --config
+// cfg` started for the part and killed (SIGKILL: no final checkpoint, no
+// commit, no goodbye) at slice firstKill + 5 × part, wherever it then
+// stands (applying, writing, checkpointing or committing); onKill, if
+// set, is told where. The last part goes to a daemon that runs on: it is
+// returned once every fence account is served at base.
+func produceKillingDaemon(t *testing.T, broker, cfg, base string, lines [][]byte, fenceIDs []string, parts, firstKill int,
+	onKill func(part, slice, produced int)) *proc {
+	t.Helper()
+	p := newProducer([]string{broker}, "events")
+	defer p.Close()
+	size := len(lines)/parts + 1
+	for i := 0; i+size < len(lines); i += size {
+		d := startPulse(t, "run", "--config", cfg)
+		waitUntil(t, "the daemon to own partitions", 60*time.Second, func() bool {
+			if d.exited() {
+				t.Fatalf("pulse exited:\n%s", d.output())
+			}
+			code, _ := httpGet(base + "/readyz")
+			return code == 200
+		})
+		part := lines[i : i+size]
+		slice := len(part)/20 + 1
+		killAt := firstKill + 5*(i/size) // a different point each time
+		for j, k := 0, 0; j < len(part); j, k = j+slice, k+1 {
+			if k == killAt {
+				d.kill()
+				if onKill != nil {
+					onKill(i/size+1, k, i+j)
+				}
+			}
+			if err := p.write(context.Background(), part[j:min(j+slice, len(part))]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // pace the producer, so the kill lands while the separate daemon process consumes
+		}
+	}
+	if err := p.write(context.Background(), lines[(parts-1)*size:]); err != nil {
+		t.Fatal(err)
+	}
+	d := startPulse(t, "run", "--config", cfg)
+	waitUntil(t, "every partition's fence", 90*time.Second, func() bool {
+		for _, id := range fenceIDs {
+			if code, _ := httpGet(base + "/api/accounts/" + id); code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	return d
 }

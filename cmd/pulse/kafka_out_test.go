@@ -40,44 +40,7 @@ output: {transitions_file: ""}
 kafka_out: {scores_topic: pulse.scores, transitions_topic: pulse.transitions}
 `, port, exampleRules, broker, filepath.Join(dir, "ckpt")))
 
-	p := newProducer([]string{broker}, "events")
-	defer p.Close()
-	parts := 3
-	size := len(lines)/parts + 1
-	for i := 0; i+size < len(lines); i += size {
-		d := startPulse(t, "run", "--config", cfg)
-		waitUntil(t, "the daemon to own partitions", 60*time.Second, func() bool {
-			if d.exited() {
-				t.Fatalf("pulse exited:\n%s", d.output())
-			}
-			code, _ := httpGet(base + "/readyz")
-			return code == 200
-		})
-		part := lines[i : i+size]
-		slice := len(part)/20 + 1
-		killAt := 6 + 5*(i/size)
-		for j, k := 0, 0; j < len(part); j, k = j+slice, k+1 {
-			if k == killAt {
-				d.kill()
-			}
-			if err := p.write(context.Background(), part[j:min(j+slice, len(part))]); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(20 * time.Millisecond) // a stream that arrives over time, not at once
-		}
-	}
-	if err := p.write(context.Background(), lines[(parts-1)*size:]); err != nil {
-		t.Fatal(err)
-	}
-	d := startPulse(t, "run", "--config", cfg)
-	waitUntil(t, "every partition's fence", 90*time.Second, func() bool {
-		for _, id := range fenceIDs {
-			if code, _ := httpGet(base + "/api/accounts/" + id); code != 200 {
-				return false
-			}
-		}
-		return true
-	})
+	d := produceKillingDaemon(t, broker, cfg, base, lines, fenceIDs, 3, 6, nil)
 	if code := d.stop(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, d.output())
 	}
